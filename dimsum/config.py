@@ -1,0 +1,205 @@
+"""Model configuration as data, and the named presets.
+
+A `DiMSUMConfig` fully describes a network: it is what `save_pretrained` writes to `config.json`
+and what `build_model` consumes. The released (official) architectures and our own small
+pixel-space models are both presets here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BLOCK_TYPES = ("combined", "spatial", "attention")
+
+
+@dataclass
+class DiMSUMConfig:
+    """Architecture of a DiMSUM network (and of the ablation variants built from the same code).
+
+    input_size: side of the (latent) image the network sees, e.g. 32 for 256-px latents.
+    num_classes: number of real classes. The label table has `num_classes + learn_null_class`
+        rows; the last row is what `y=None` selects (the null class when there is one).
+    block_type: "combined" (official DiMSUM), "spatial" (both halves spatial Mamba, ablation),
+        "attention" (DiT blocks, ablation).
+    attn_every: the shared attention block runs after every `attn_every`-th block (0 = never).
+    """
+
+    input_size: int = 32
+    in_channels: int = 4
+    patch_size: int = 2
+    hidden_size: int = 1024
+    depth: int = 16
+    num_classes: int = 1000
+    learn_null_class: bool = True
+    block_type: str = "combined"
+    attn_every: int = 4
+    attn_heads: int = 16
+    fusion_heads: int = 8
+    mlp_ratio: float = 4.0
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    dt_rank: int | None = None  # None = ceil(branch_width / 16), as mamba-ssm's "auto"
+    learn_sigma: bool = False
+    drop_path: float = 0.0
+    # What the network's input space is: "pixel" (RGB in [-1, 1]) or "latent" (SD VAE latents).
+    space: str = "pixel"
+    vae: str | None = None  # hub id or local folder of the VAE for latent models
+    latent_scale: float = 0.18215
+    class_names: list[str] | None = None
+    name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.block_type not in BLOCK_TYPES:
+            raise ValueError(f"block_type={self.block_type!r}: must be one of {BLOCK_TYPES}")
+        if self.input_size % self.patch_size:
+            raise ValueError(
+                f"input_size={self.input_size} must be a multiple of patch_size={self.patch_size}"
+            )
+        if self.hidden_size % 2:
+            raise ValueError(f"hidden_size={self.hidden_size} must be even (two branches)")
+        if self.block_type == "combined" and self.grid_size % 4:
+            raise ValueError(
+                f"token grid side {self.grid_size} must be a multiple of 4 for the 2-level wavelet"
+            )
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes={self.num_classes} must be >= 1")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} entries, num_classes={self.num_classes}"
+            )
+
+    # ---- derived quantities -------------------------------------------------------------
+    @property
+    def grid_size(self) -> int:
+        """Tokens on a side of the token grid."""
+        return self.input_size // self.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_size**2
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels * 2 if self.learn_sigma else self.in_channels
+
+    @property
+    def branch_width(self) -> int:
+        """Width D/2 of each branch (spatial, frequency)."""
+        return self.hidden_size // 2
+
+    @property
+    def mamba_dt_rank(self) -> int:
+        return self.dt_rank if self.dt_rank is not None else math.ceil(self.branch_width / 16)
+
+    @property
+    def num_label_rows(self) -> int:
+        return self.num_classes + int(self.learn_null_class)
+
+    @property
+    def null_class(self) -> int:
+        """The label row `y=None` selects: the null class, or label 0 of a one-class model."""
+        return self.num_label_rows - 1
+
+    @property
+    def is_class_conditional(self) -> bool:
+        return self.learn_null_class and self.num_classes > 1
+
+    # ---- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiMSUMConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> DiMSUMConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **changes: Any) -> DiMSUMConfig:
+        return dataclasses.replace(self, **changes)
+
+
+SD_VAE = "stabilityai/sd-vae-ft-ema"
+
+EMOJI_CATEGORIES = [
+    "Activities",
+    "Animals & Nature",
+    "Flags",
+    "Food & Drink",
+    "Objects",
+    "People & Body",
+    "Smileys & Emotion",
+    "Symbols",
+    "Travel & Places",
+]
+
+
+def _official(hidden: int, depth: int, num_classes: int, null: bool, name: str) -> DiMSUMConfig:
+    return DiMSUMConfig(
+        input_size=32,
+        in_channels=4,
+        patch_size=2,
+        hidden_size=hidden,
+        depth=depth,
+        num_classes=num_classes,
+        learn_null_class=null,
+        space="latent",
+        vae=SD_VAE,
+        name=name,
+    )
+
+
+def _emoji(hidden: int, depth: int, block_type: str = "combined", **kw: Any) -> DiMSUMConfig:
+    return DiMSUMConfig(
+        input_size=32,
+        in_channels=3,
+        patch_size=2,
+        hidden_size=hidden,
+        depth=depth,
+        num_classes=len(EMOJI_CATEGORIES),
+        learn_null_class=True,
+        block_type=block_type,
+        space="pixel",
+        class_names=list(EMOJI_CATEGORIES),
+        **kw,
+    )
+
+
+# Released checkpoints (VinAIResearch/DiMSUM): hub ids of the official weights, where known.
+OFFICIAL_HUB_IDS = {"L2-imagenet256": "haopt/dimsum-L2-imagenet256"}
+
+PRESETS: dict[str, DiMSUMConfig] = {
+    "L2-imagenet256": _official(1024, 16, 1000, True, "L2-imagenet256"),
+    "L2-celebahq256": _official(1024, 16, 1, False, "L2-celebahq256"),
+    "L2-church256": _official(1024, 16, 1, False, "L2-church256"),
+    "XL2-church256": _official(1152, 24, 1, False, "XL2-church256"),
+    "B2-imagenet256": _official(768, 12, 1000, True, "B2-imagenet256"),
+    # Our small pixel-space models on 32x32 emoji (same token geometry as the released models).
+    "emoji-S": _emoji(128, 8, name="emoji-S"),
+    "emoji-XS": _emoji(64, 4, name="emoji-XS"),
+    # Ablation variants matched in parameter count to emoji-S (see assets/ablation).
+    "emoji-S-spatial": _emoji(128, 8, "spatial", name="emoji-S-spatial"),
+    "emoji-S-attention": _emoji(128, 8, "attention", attn_every=0, name="emoji-S-attention"),
+}
+
+
+def get_preset(name: str) -> DiMSUMConfig:
+    """A copy of a named preset; raises a ValueError listing the presets when unknown."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name])

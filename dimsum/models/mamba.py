@@ -1,0 +1,90 @@
+"""The Mamba mixer (selective state-space layer), with mamba-ssm's parameter names.
+
+    x, z   = in_proj(u)                         (N, L, d_inner) each
+    x      = SiLU(causal depthwise conv1d(x))   kernel d_conv, zero left padding
+    dt,B,C = x_proj(x)                          (dt_rank, d_state, d_state)
+    delta  = softplus(dt_proj.weight @ dt + dt_proj.bias)
+    h_t    = exp(delta_t A) h_{t-1} + delta_t B_t x_t,   A = -exp(A_log)
+    y_t    = <C_t, h_t> + D x_t ;  y = y * SiLU(z) ;  out = out_proj(y)
+
+`cond_proj` exists only so official checkpoints load with strict=True: the official CUDA path uses
+its output as a scratch buffer that the conv kernel overwrites, so it never affects the output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..ops import selective_scan_fn
+
+
+class Mamba(nn.Module):
+    """Mamba mixer. forward: (N, L, d_model) -> (N, L, d_model)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_cond: int,
+        *,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | None = None,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_init_floor: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_inner = expand * d_model
+        self.dt_rank = dt_rank if dt_rank is not None else math.ceil(d_model / 16)
+        d_inner = self.d_inner
+
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
+        self.cond_proj = nn.Linear(d_cond, d_inner)  # kept for strict loading; never used
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+
+        # mamba-ssm initialisation: dt_proj so that softplus(bias) is log-uniform in [dt_min, dt_max].
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(
+            torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        ).clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+        self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
+        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(a))
+        self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.D._no_weight_decay = True  # type: ignore[attr-defined]
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        seqlen = u.shape[1]
+        xz = rearrange(self.in_proj(u), "n l d -> n d l")
+        x, z = xz.chunk(2, dim=1)
+        x = F.silu(self.conv1d(x)[..., :seqlen])
+        x_dbl = self.x_proj(rearrange(x, "n d l -> n l d"))
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = rearrange(dt @ self.dt_proj.weight.t(), "n l d -> n d l")
+        y = selective_scan_fn(
+            x,
+            delta,
+            -torch.exp(self.A_log.float()),
+            rearrange(B, "n l s -> n s l"),
+            rearrange(C, "n l s -> n s l"),
+            self.D.float(),
+            z=z,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        return self.out_proj(rearrange(y, "n d l -> n l d"))

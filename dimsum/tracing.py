@@ -1,0 +1,79 @@
+"""Recording intermediate features of a DiMSUM forward pass, for the app and for research.
+
+Each block calls its `tracer` (when one is set) with the tensors the views need:
+
+    normed       (N, L, D)     RMSNorm(residual stream): the block's normalized input
+    spatial_out  (N, L, D/2)   spatial-branch output (raster order)
+    freq_bands   (N, 16, D/2, side/4, side/4)  2-level Haar packet coefficients of the frequency input
+    freq_tokens  (N, L, D/2)   the same coefficients in the official token layout
+    freq_out     (N, L, D/2)   frequency-branch output after the inverse wavelet transform
+    fusion_out   (N, L, D)     cross-attention fusion output
+    block_out    (N, L, D)     the hidden state the block returns
+
+With no tracer set, a block does one `is None` check: tracing off costs nothing measurable.
+Recording never changes the computation (tensors are detached copies taken after the fact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+TRACE_NAMES = ("normed", "spatial_out", "freq_bands", "freq_tokens", "freq_out", "fusion_out", "block_out")
+
+
+class FeatureRecorder:
+    """Collects {block: {name: tensor}} for the forward passes run while it is attached.
+
+    rows: keep only these batch rows (e.g. the conditional half of a CFG batch).
+    dtype/device: where and how stored tensors are kept (default: float32 on the CPU).
+    """
+
+    def __init__(
+        self,
+        names: Iterable[str] | None = None,
+        rows: slice | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.names = set(names) if names is not None else set(TRACE_NAMES)
+        unknown = self.names - set(TRACE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown trace names {sorted(unknown)}; known: {TRACE_NAMES}")
+        self.rows = rows
+        self.dtype = dtype
+        self.device = device
+        self.features: dict[int, dict[str, torch.Tensor]] = {}
+
+    def __call__(self, block: int, name: str, value: torch.Tensor) -> None:
+        if name not in self.names:
+            return
+        v = value.detach()
+        if self.rows is not None:
+            v = v[self.rows]
+        self.features.setdefault(block, {})[name] = v.to(device=self.device, dtype=self.dtype).clone()
+
+    def clear(self) -> None:
+        self.features = {}
+
+
+@contextmanager
+def trace_features(
+    model: nn.Module, recorder: FeatureRecorder, blocks: Iterable[int] | None = None
+) -> Iterator[FeatureRecorder]:
+    """Attach `recorder` to the chosen blocks (default: all) for the duration of the context."""
+    all_blocks = list(model.blocks)  # type: ignore[attr-defined]
+    chosen = set(range(len(all_blocks))) if blocks is None else set(blocks)
+    bad = sorted(b for b in chosen if not 0 <= b < len(all_blocks))
+    if bad:
+        raise ValueError(f"blocks {bad} out of range: the model has blocks 0..{len(all_blocks) - 1}")
+    try:
+        for i in chosen:
+            all_blocks[i].tracer = recorder
+        yield recorder
+    finally:
+        for b in all_blocks:
+            b.tracer = None
