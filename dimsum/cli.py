@@ -1,0 +1,228 @@
+"""`dimsum` command line: sample, train, eval, build-data, train-classifier, info.
+
+    dimsum sample --classes "Smileys & Emotion" 0 3 --seeds 0 1 2 --steps 20 --out grid.png
+    dimsum train --preset emoji-S --out runs/emoji-S --steps 20000
+    dimsum eval --checkpoint checkpoints --num-samples 900 --json eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "checkpoints")
+
+
+def default_checkpoint() -> str:
+    """DIMSUM_CHECKPOINT, else the embedded model shipped in the repository's checkpoints/."""
+    return os.environ.get("DIMSUM_CHECKPOINT", DEFAULT_CHECKPOINT)
+
+
+def _parse_classes(values: list[str]) -> list[str | int]:
+    out: list[str | int] = []
+    for v in values:
+        out.append(int(v) if v.lstrip("-").isdigit() else v)
+    return out
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from .pipeline import DiMSUMPipeline, VAEUnavailableError, image_grid, save_png
+
+    try:
+        pipe = DiMSUMPipeline.from_pretrained(a.checkpoint, device=a.device, vae=a.vae)
+    except VAEUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=None, desc="sampling", unit="step")
+
+    def progress(rec) -> None:
+        bar.total = rec.total
+        bar.update(1)
+
+    out = pipe(
+        _parse_classes(a.classes),
+        a.seeds,
+        guidance_scale=a.cfg,
+        num_steps=a.steps,
+        method=a.method,
+        path=a.path,
+        callback=progress,
+        return_trajectory=a.trajectory is not None,
+    )
+    bar.close()
+    save_png(image_grid(out.array, cols=a.cols), a.out, out.settings)
+    print(f"wrote {a.out} ({len(out.images)} images, {out.seconds:.2f} s, {out.settings['nfe']} evaluations)")
+    if a.trajectory:
+        tr = out.trajectory
+        assert tr is not None
+        np.savez_compressed(
+            a.trajectory,
+            t=tr.t.numpy(),
+            x_t=tr.x_t.float().numpy(),
+            velocity=tr.velocity.float().numpy(),
+            x1_hat=tr.x1_hat.float().numpy(),
+            images=out.array,
+            settings=json.dumps(out.settings),
+        )
+        print(f"wrote {a.trajectory} ({len(tr)} steps)")
+    del torch
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    overrides = json.loads(a.model_overrides) if a.model_overrides else {}
+    tc = TrainConfig(
+        preset=a.preset, out=a.out, data=a.data, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+        warmup=a.warmup, ema_decay=a.ema_decay, label_dropout=a.label_dropout, grad_clip=a.grad_clip,
+        drop_path=a.drop_path, bf16=a.bf16, balanced=not a.no_balance, seed=a.seed, device=a.device,
+        ckpt_every=a.ckpt_every, sample_every=a.sample_every, log_every=a.log_every,
+        max_minutes=a.max_minutes, model_overrides=overrides, time_sampling=a.time_sampling,
+    )
+    summary = train(tc)
+    print(json.dumps({k: v for k, v in summary.items() if k != "losses"} | {"final_loss": summary["losses"][-1] if summary["losses"] else None}, default=str))
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(
+        a.checkpoint, num_samples=a.num_samples, guidance_scale=a.cfg, num_steps=a.steps,
+        method=a.method, classifier=a.classifier, data=a.data, device=a.device, seed=a.seed,
+        inception_weights=a.inception_weights, batch_size=a.batch_size,
+    )
+    text = json.dumps(report, indent=2)
+    if a.json:
+        Path(a.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def cmd_build_data(a: argparse.Namespace) -> int:
+    from .data import build_emoji_dataset, load_emoji_dataset
+
+    path = build_emoji_dataset(a.cache_dir, force=a.force)
+    data = load_emoji_dataset("all", path=path)
+    print(f"{path}: {len(data)} images; {data.class_counts()}")
+    return 0
+
+
+def cmd_train_classifier(a: argparse.Namespace) -> int:
+    from .evaluate import train_and_save_classifier
+
+    print(json.dumps(train_and_save_classifier(a.out, steps=a.steps, data=a.data, seed=a.seed), indent=2))
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from .checkpoints import load_checkpoint
+
+    m = load_checkpoint(a.checkpoint)
+    print(json.dumps({"config": m.config.to_dict(), "parameters": m.num_parameters(),
+                      "source": m.checkpoint_info}, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dimsum", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="generate an image grid (and a trajectory file)")
+    s.add_argument("--checkpoint", default=default_checkpoint(), help="file, folder or hub id (default: the embedded model)")
+    s.add_argument("--classes", nargs="+", default=["0"], help="class ids or names (one, or one per seed)")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0])
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
+    s.add_argument("--path", default="gvp", choices=["gvp", "linear"])
+    s.add_argument("--cfg", type=float, default=4.0, help="guidance scale (1 = none)")
+    s.add_argument("--out", default="grid.png")
+    s.add_argument("--cols", type=int, default=None)
+    s.add_argument("--trajectory", default=None, help="write the per-step trajectory to this .npz")
+    s.add_argument("--vae", default=os.environ.get("DIMSUM_VAE"), help="VAE folder or hub id (latent models)")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(fn=cmd_sample)
+
+    t = sub.add_parser("train", help="train a pixel-space model (torchrun for DDP)")
+    t.add_argument("--preset", default="emoji-S")
+    t.add_argument("--out", default="runs/emoji-S")
+    t.add_argument("--data", default=None, help=".npz data set (default: build/load the emoji cache)")
+    t.add_argument("--steps", type=int, default=20000)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--warmup", type=int, default=0)
+    t.add_argument("--ema-decay", type=float, default=0.9999)
+    t.add_argument("--label-dropout", type=float, default=0.15)
+    t.add_argument("--grad-clip", type=float, default=2.0)
+    t.add_argument("--drop-path", type=float, default=None)
+    t.add_argument("--time-sampling", default="uniform", choices=["uniform", "logit_normal"])
+    t.add_argument("--bf16", action="store_true", help="bf16 autocast (the scan stays float32)")
+    t.add_argument("--no-balance", action="store_true", help="sample uniformly instead of class-balanced")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default=None)
+    t.add_argument("--ckpt-every", type=int, default=1000)
+    t.add_argument("--sample-every", type=int, default=0)
+    t.add_argument("--log-every", type=int, default=50)
+    t.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
+    t.add_argument("--model-overrides", default=None, help='JSON dict of config changes, e.g. \'{"depth": 4}\'')
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="FD-emoji, precision/recall, class accuracy (JSON report)")
+    e.add_argument("--checkpoint", default=default_checkpoint())
+    e.add_argument("--num-samples", type=int, default=900)
+    e.add_argument("--cfg", type=float, default=4.0)
+    e.add_argument("--steps", type=int, default=20)
+    e.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
+    e.add_argument("--classifier", default=None, help="feature classifier (default: checkpoints/feature_classifier)")
+    e.add_argument("--data", default=None)
+    e.add_argument("--inception-weights", default=None, help="pt_inception weights file for the standard FID")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default=None)
+    e.add_argument("--json", default=None)
+    e.set_defaults(fn=cmd_eval)
+
+    b = sub.add_parser("build-data", help="build the emoji data set from emoji-datasource (npm)")
+    b.add_argument("--cache-dir", default=None)
+    b.add_argument("--force", action="store_true")
+    b.set_defaults(fn=cmd_build_data)
+
+    c = sub.add_parser("train-classifier", help="train the FD-emoji feature classifier")
+    c.add_argument("--out", default=str(Path(DEFAULT_CHECKPOINT) / "feature_classifier"))
+    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--data", default=None)
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(fn=cmd_train_classifier)
+
+    i = sub.add_parser("info", help="print a checkpoint's architecture")
+    i.add_argument("checkpoint")
+    i.set_defaults(fn=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .checkpoints import CheckpointError
+    from .validation import InputError
+
+    try:
+        return a.fn(a)
+    except (InputError, CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""Text-free class-conditional generation: model (+ VAE) -> images, trajectory, traced features.
+
+    pipe = DiMSUMPipeline.from_pretrained("checkpoints")
+    out = pipe(classes=[6, 6], seeds=[0, 1], guidance_scale=4.0, num_steps=20, method="heun")
+    out.images[0].save("emoji.png")
+
+Each sample's noise comes from its own seed (a CPU generator), so an image depends only on
+(seed, class, settings), never on batch size or position. Guidance is the official CFG
+(`forward_with_cfg`, null class = last label row).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin
+
+from . import __version__
+from .flow import StepRecord, Trajectory, sample_ode
+from .models import DiMSUM
+from .tracing import FeatureRecorder, trace_features
+from .validation import (
+    MAX_SEED,
+    PATHS,
+    SAMPLERS,
+    InputError,
+    Limits,
+    check_choice,
+    check_float,
+    check_int,
+    resolve_classes,
+)
+
+# Cheap latent -> RGB map for SD-VAE latents (per-step previews; the VAE decodes only the end).
+# Rows: the 4 latent channels; columns: R, G, B. A widely used linear fit for SD 1.x latents.
+SD_LATENT_RGB = torch.tensor(
+    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+)
+
+
+class VAEUnavailableError(RuntimeError):
+    """A latent model's VAE could not be loaded (offline, or diffusers missing)."""
+
+
+def load_vae(vae: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """diffusers AutoencoderKL from a local folder or a hub id (cache only when offline)."""
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError as err:
+        raise VAEUnavailableError(
+            "this is a latent model: decoding needs the SD VAE through `diffusers` "
+            "(pip install diffusers), then a local VAE folder or hub access"
+        ) from err
+    try:
+        return AutoencoderKL.from_pretrained(str(vae)).to(device).eval()
+    except Exception as err:  # noqa: BLE001
+        raise VAEUnavailableError(
+            f"cannot load the VAE {str(vae)!r} ({type(err).__name__}). Offline? Download "
+            f"`stabilityai/sd-vae-ft-ema` on a connected machine (huggingface-cli download "
+            f"stabilityai/sd-vae-ft-ema --local-dir DIR) and pass --vae DIR / DIMSUM_VAE=DIR."
+        ) from err
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8."""
+    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class PipelineOutput:
+    """What one generation produced (the app's run record is built from this)."""
+
+    images: list[Image.Image]
+    array: np.ndarray  # (N, H, W, 3) uint8
+    settings: dict[str, Any]
+    trajectory: Trajectory | None = None
+    previews_xt: np.ndarray | None = None  # (S, N, H, W, 3) uint8: x_t as RGB per recorded step
+    previews_x1: np.ndarray | None = None  # (S, N, H, W, 3) uint8: clean-sample prediction
+    features: dict[int, dict[int, dict[str, torch.Tensor]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class DiMSUMPipeline:
+    """Model (+ VAE for latent models) -> images. See the module docstring."""
+
+    def __init__(
+        self,
+        model: DiMSUM,
+        vae: torch.nn.Module | None = None,
+        *,
+        limits: Limits | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.vae = vae
+        self.limits = limits or Limits()
+        self.name = name or model.config.name or "dimsum"
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | Path,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | str | None = None,
+        vae: str | Path | None = None,
+        **kwargs: Any,
+    ) -> DiMSUMPipeline:
+        from .checkpoints import load_checkpoint
+
+        model = load_checkpoint(path_or_repo_id, device=device, dtype=dtype)
+        vae_module = None
+        if model.config.space == "latent":
+            vae_module = load_vae(vae or model.config.vae or "stabilityai/sd-vae-ft-ema", device)
+        return cls(model, vae_module, name=model.config.name or Path(str(path_or_repo_id)).name, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.pos_embed.device
+
+    @property
+    def config(self):
+        return self.model.config
+
+    # ---- helpers --------------------------------------------------------------------------
+    def noise(self, seeds: Sequence[int]) -> torch.Tensor:
+        """(N, C, H, W) float32: sample i's noise from its own CPU generator seeded seeds[i]."""
+        c, s = self.config.in_channels, self.config.input_size
+        out = [torch.randn(c, s, s, generator=torch.Generator().manual_seed(int(sd))) for sd in seeds]
+        return torch.stack(out).to(self.device)
+
+    def preview_rgb(self, x: torch.Tensor) -> np.ndarray:
+        """Cheap RGB of a state (N, C, H, W) -> (N, H, W, 3) uint8 (linear map for latents)."""
+        if self.config.space == "latent":
+            rgb = torch.einsum("nchw,cr->nrhw", x.float().cpu(), SD_LATENT_RGB)
+            return to_uint8(rgb)
+        return to_uint8(x)
+
+    def decode(self, x: torch.Tensor) -> np.ndarray:
+        """Final samples -> (N, H, W, 3) uint8 (VAE decode for latent models)."""
+        if self.config.space != "latent":
+            return to_uint8(x)
+        if self.vae is None:
+            raise VAEUnavailableError("latent model loaded without a VAE: pass vae= to the pipeline")
+        with torch.no_grad():
+            dec = self.vae.decode(x.to(self.device) / self.config.latent_scale).sample
+        return to_uint8(dec)
+
+    def validate(
+        self,
+        classes: Any,
+        seeds: Any,
+        guidance_scale: Any,
+        num_steps: Any,
+        method: Any,
+        path: Any,
+    ) -> tuple[list[int], list[int], float, int, str, str]:
+        lim = self.limits
+        seeds_list = [seeds] if isinstance(seeds, (int, str, float)) else list(seeds)
+        seeds_list = [check_int("seed", s, 0, MAX_SEED) for s in seeds_list]
+        cls_list = resolve_classes(classes, self.config.num_classes, self.config.class_names)
+        if len(cls_list) == 1 and len(seeds_list) > 1:
+            cls_list = cls_list * len(seeds_list)
+        if len(seeds_list) == 1 and len(cls_list) > 1:
+            seeds_list = seeds_list * len(cls_list)
+        if len(cls_list) != len(seeds_list):
+            raise InputError(
+                f"classes ({len(cls_list)}) and seeds ({len(seeds_list)}) must have the same length (or one of them length 1)"
+            )
+        check_int("number of images", len(seeds_list), 1, lim.max_images)
+        method = check_choice("method", method, SAMPLERS)
+        path = check_choice("path", path, PATHS)
+        lo_steps = 2 if method == "dopri5" else 1
+        num_steps = check_int("num_steps", num_steps, lo_steps, lim.max_steps)
+        guidance_scale = check_float("guidance_scale", guidance_scale, 0.0, lim.max_cfg)
+        nfe = num_steps * (2 if method == "heun" else 1) * (2 if guidance_scale != 1 else 1)
+        work = len(seeds_list) * nfe * self.config.num_tokens
+        if method != "dopri5" and work > lim.max_work:
+            raise InputError(
+                f"request too large: {len(seeds_list)} images x {nfe} evaluations x "
+                f"{self.config.num_tokens} tokens exceeds the limit {lim.max_work:.0f}; "
+                f"use fewer images or steps"
+            )
+        return cls_list, seeds_list, guidance_scale, num_steps, method, path
+
+    # ---- generation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        classes: Any,
+        seeds: Any,
+        *,
+        guidance_scale: float = 4.0,
+        num_steps: int = 20,
+        method: str = "heun",
+        path: str = "gvp",
+        return_trajectory: bool = True,
+        trace_steps: Sequence[int] | None = None,
+        trace_blocks: Sequence[int] | None = None,
+        trace_dtype: torch.dtype = torch.float16,
+        callback: Callable[[StepRecord], bool | None] | None = None,
+    ) -> PipelineOutput:
+        """Generate one image per (class, seed).
+
+        trace_steps: recorded step indices (0 = t=0 ... last = t=1) at which to record block
+            features (`dimsum.tracing`); None = no tracing (zero cost).
+        callback: called per recorded step (streaming previews); return True to stop early.
+        """
+        classes_l, seeds_l, cfg, num_steps, method, path = self.validate(
+            classes, seeds, guidance_scale, num_steps, method, path
+        )
+        model, n = self.model, len(seeds_l)
+        y = torch.tensor(classes_l, dtype=torch.long, device=self.device)
+        guided = cfg != 1.0 and self.config.learn_null_class and self.config.num_label_rows > 1
+
+        # Tracing keys on the time of an evaluation: the last evaluation made at a recorded
+        # time t_k is the one at the recorded state x_k (Heun's predictor at t_k comes first).
+        grid = self.record_times(method, num_steps)
+        want = {} if trace_steps is None else {round(grid[k], 6): k for k in trace_steps if 0 <= k < len(grid)}
+        features: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
+        recorder = FeatureRecorder(rows=slice(0, n), dtype=trace_dtype)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            step = want.get(round(float(t[0]), 6)) if want else None
+            if step is None:
+                return model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
+            recorder.clear()
+            with trace_features(model, recorder, trace_blocks):
+                v = model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
+            features[step] = recorder.features
+            return v
+
+        start = time.perf_counter()
+        traj = sample_ode(
+            velocity,
+            self.noise(seeds_l),
+            path=path,
+            method=method,
+            num_steps=num_steps,
+            callback=callback,
+            return_trajectory=True,
+            store_on_cpu=True,
+        )
+        assert isinstance(traj, Trajectory)
+        array = self.decode(traj.final)
+        seconds = time.perf_counter() - start
+        settings = dict(
+            model=self.name,
+            classes=classes_l,
+            class_names=[self.class_name(c) for c in classes_l],
+            seeds=seeds_l,
+            steps=num_steps,
+            sampler=method,
+            path=path,
+            guidance_scale=cfg,
+            software=f"dimsum {__version__}",
+            nfe=traj.nfe,
+        )
+        out = PipelineOutput(
+            images=[Image.fromarray(a) for a in array],
+            array=array,
+            settings=settings,
+            features=features,
+            seconds=seconds,
+        )
+        if return_trajectory:
+            out.trajectory = traj
+            out.previews_xt = np.stack([self.preview_rgb(x) for x in traj.x_t])
+            out.previews_x1 = np.stack([self.preview_rgb(x) for x in traj.x1_hat])
+        return out
+
+    def class_name(self, c: int) -> str:
+        names = self.config.class_names
+        return names[c] if names and 0 <= c < len(names) else str(c)
+
+    @staticmethod
+    def record_times(method: str, num_steps: int) -> list[float]:
+        """The times of the recorded steps (dopri5: linspace grid; fixed: i / num_steps)."""
+        if method == "dopri5":
+            return torch.linspace(0, 1, num_steps).tolist()
+        return [i / num_steps for i in range(num_steps + 1)]
+
+
+# ---- saving images with their settings (SPEC section 9) -------------------------------------
+def png_metadata(settings: dict[str, Any], index: int | None = None) -> PngImagePlugin.PngInfo:
+    """PNG text chunks: the settings that reproduce the image, and an AI-generated marker."""
+    info = PngImagePlugin.PngInfo()
+    s = dict(settings)
+    if index is not None:
+        s = {**s, "index": index}
+    info.add_text("dimsum:settings", json.dumps(s, sort_keys=True))
+    info.add_text("AI-generated", "true")
+    info.add_text("Software", str(settings.get("software", f"dimsum {__version__}")))
+    info.add_text("Description", "AI-generated image (DiMSUM diffusion model)")
+    return info
+
+
+def save_png(image: Image.Image | np.ndarray, path: str | Path, settings: dict[str, Any], index: int | None = None) -> Path:
+    """Save a PNG carrying its generation settings; written atomically."""
+    from .checkpoints import atomic_write
+
+    img = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+    return atomic_write(path, lambda p: img.save(p, format="PNG", pnginfo=png_metadata(settings, index)))
+
+
+def read_png_settings(path: str | Path) -> dict[str, Any]:
+    """The settings a saved PNG carries (raises InputError when it has none)."""
+    with Image.open(path) as im:
+        text = im.text.get("dimsum:settings") if hasattr(im, "text") else None
+    if not text:
+        raise InputError(f"{str(path)!r} carries no dimsum settings")
+    return json.loads(text)
+
+
+def image_grid(array: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> one grid image (white padding)."""
+    n, h, w, _ = array.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, im in enumerate(array):
+        r, c = divmod(i, cols)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = im
+    return grid
