@@ -168,7 +168,8 @@ def train(tc: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(tc.seed)
     model = DiMSUM(config).to(dev)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # cond_proj is frozen
+    opt = torch.optim.AdamW(trainable, lr=tc.lr, weight_decay=tc.weight_decay)
     start, history, wall = 0, [], 0.0
     state = latest_good_state(out)
     if state is not None:
@@ -241,7 +242,7 @@ def train(tc: TrainConfig) -> dict[str, Any]:
             loss, _ = flow_matching_loss(lambda x, tt: net(x, tt, y), x1, path=tc.path, t=t, noise=noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; last good state is in {out}")
         opt.step()

@@ -189,7 +189,7 @@ class DiMSUM(nn.Module):
         dpr = [0.0] + [config.drop_path * i / max(config.depth - 1, 1) for i in range(config.depth)]
         block_cls = AttentionBlock if config.block_type == "attention" else CombinedBlock
         self.blocks = nn.ModuleList(block_cls(config, i, dpr[i]) for i in range(config.depth))
-        if config.attn_every > 0:
+        if 0 < config.attn_every <= config.depth:  # only when some block is followed by it
             self.attn_block = DiTBlock(d, config.attn_heads, config.mlp_ratio)
         self.final_layer = FinalLayer(d, config.patch_size, config.out_channels)
         self.initialize_weights()

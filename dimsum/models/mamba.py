@@ -51,6 +51,7 @@ class Mamba(nn.Module):
         self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
         self.cond_proj = nn.Linear(d_cond, d_inner)  # kept for strict loading; never used
+        self.cond_proj.requires_grad_(False)  # it never gets a gradient (official CUDA path)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
 
         # mamba-ssm initialisation: dt_proj so that softplus(bias) is log-uniform in [dt_min, dt_max].

@@ -1,0 +1,113 @@
+"""Training: loss goes down, exact resume, SIGKILL durability, corrupt states, torchrun (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dimsum.checkpoints import CheckpointError
+from dimsum.train import TrainConfig, load_state, train
+
+from .emoji_fake import make_fake_emoji_npz
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"hidden_size": 32, "depth": 2}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fake_emoji_npz(tmp_path_factory.mktemp("data") / "emoji.npz")
+
+
+def cfg(out: Path, data: Path, **kw) -> TrainConfig:
+    base = dict(preset="emoji-XS", out=str(out), data=str(data), steps=10, batch_size=8, lr=1e-3,
+                ckpt_every=5, log_every=5, ema_decay=0.99, model_overrides=dict(TINY), device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_training_lowers_the_loss(tmp_path: Path, data: Path) -> None:
+    summary = train(cfg(tmp_path / "run", data, steps=60, batch_size=16, lr=2e-3, ckpt_every=60))
+    losses = summary["losses"]
+    assert len(losses) == 60
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.8 * first, (first, last)
+    assert (tmp_path / "run" / "ema" / "model.safetensors").exists()
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 60
+
+
+def test_resume_reproduces_uninterrupted_losses(tmp_path: Path, data: Path) -> None:
+    full = train(cfg(tmp_path / "a", data, steps=10))["losses"]
+    train(cfg(tmp_path / "b", data, steps=5))
+    resumed = train(cfg(tmp_path / "b", data, steps=10))["losses"]
+    assert resumed == full[5:]
+    assert load_state(tmp_path / "b" / "state.pt")["history"] == full
+
+
+def test_corrupt_state_falls_back_to_previous(tmp_path: Path, data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "c"
+    train(cfg(out, data, steps=10))  # writes state.pt (step 10) and state.prev.pt (step 5)
+    raw = (out / "state.pt").read_bytes()
+    (out / "state.pt").write_bytes(raw[: len(raw) // 3])  # truncated
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_state(out / "state.pt")
+    summary = train(cfg(out, data, steps=12))
+    assert "trying the previous checkpoint" in caplog.text
+    assert len(summary["losses"]) == 7  # resumed from step 5
+    (out / "state.pt").write_bytes(b"garbage")
+    (out / "state.prev.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no readable training state"):
+        train(cfg(out, data, steps=20))
+
+
+def _cli(out: Path, data: Path, steps: int) -> list[str]:
+    return [sys.executable, "-m", "dimsum.cli", "train", "--preset", "emoji-XS", "--out", str(out),
+            "--data", str(data), "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3",
+            "--ckpt-every", "4", "--log-every", "1", "--ema-decay", "0.99", "--device", "cpu",
+            "--model-overrides", json.dumps(TINY)]
+
+
+def test_sigkill_mid_run_then_resume(tmp_path: Path, data: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(ref, data, 24), check=True, env=env, cwd=ROOT, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(out, data, 24), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until a checkpoint exists and training went past it
+        log = out / "log.jsonl"
+        if (out / "state.pt").exists() and log.exists() and len(log.read_text().splitlines()) >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_state(out / "state.pt")["step"]
+    assert 0 < killed_at < 24
+    subprocess.run(_cli(out, data, 24), check=True, env=env, cwd=ROOT, capture_output=True)
+    got = load_state(out / "state.pt")
+    want = load_state(ref / "state.pt")
+    assert got["step"] == 24
+    assert got["history"] == want["history"]
+    for k in want["ema"]:
+        torch.testing.assert_close(got["ema"][k], want["ema"][k], rtol=0, atol=0)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_torchrun_two_processes_gloo(tmp_path: Path, data: Path) -> None:
+    out = tmp_path / "ddp"
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "dimsum.cli", *_cli(out, data, 4)[3:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    state = load_state(out / "state.pt")
+    assert state["step"] == 4 and len(state["history"]) == 4
