@@ -1,8 +1,8 @@
 """dimsum: DiMSUM (Diffusion Mamba, spatial + frequency) in plain PyTorch.
 
-    import dimsum
-    model = dimsum.load_checkpoint("checkpoints/")          # ours, or an official file
-    model = dimsum.build_model("L2-imagenet256", device="meta")
+import dimsum
+model = dimsum.load_checkpoint("checkpoints/")          # ours, or an official file
+model = dimsum.build_model("L2-imagenet256", device="meta")
 """
 
 from __future__ import annotations

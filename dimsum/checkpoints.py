@@ -96,7 +96,9 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                 f"allow-list (tensors, dicts, argparse.Namespace), so it could run code. "
                 f"Convert trusted files to safetensors. Details: {text.splitlines()[0][:300]}"
             ) from err
-        raise CheckpointError(f"cannot read {str(path)!r} (truncated or corrupt?): {text[:300]}") from err
+        raise CheckpointError(
+            f"cannot read {str(path)!r} (truncated or corrupt?): {text[:300]}"
+        ) from err
     if isinstance(obj, Mapping) and "ema" in obj and isinstance(obj["ema"], Mapping):
         info["format"] = "official-training-checkpoint"
         info["epoch"] = obj.get("epoch")
@@ -144,7 +146,9 @@ def infer_config(sd: Mapping[str, torch.Tensor], preset: str | None = None) -> D
         num_classes=max(rows - 1, 1),
         learn_null_class=rows > 1,
         block_type=block_type,
-        attn_every=(base.attn_every if base else 4) if "attn_block.adaLN_modulation.1.weight" in sd else 0,
+        attn_every=(base.attn_every if base else 4)
+        if "attn_block.adaLN_modulation.1.weight" in sd
+        else 0,
         mlp_ratio=sd["blocks.0.mlp.w12.weight"].shape[0] / 2 / hidden,
     )
     if block_type != "attention":
@@ -314,7 +318,9 @@ OFFICIAL_PRESET_BY_REPO = {v: k for k, v in OFFICIAL_HUB_IDS.items()}
 def config_from_official_kwargs(kw: Mapping[str, Any]) -> DiMSUMConfig:
     """Our config from the official `DiM(**kwargs)` constructor arguments (hub config.json)."""
     if kw.get("block_type", "combined") != "combined":
-        raise CheckpointError(f"official block_type={kw.get('block_type')!r} is not supported (only 'combined')")
+        raise CheckpointError(
+            f"official block_type={kw.get('block_type')!r} is not supported (only 'combined')"
+        )
     return DiMSUMConfig(
         input_size=int(kw.get("img_resolution", 32)),
         in_channels=int(kw.get("in_channels", 4)),
@@ -382,7 +388,10 @@ def save_pretrained(model: DiMSUM, folder: str | Path, *, dtype: torch.dtype | N
 
     folder = Path(folder)
     sd = {
-        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+        .detach()
+        .cpu()
+        .contiguous()
         for k, v in model.state_dict().items()
     }
     meta = {"format": "pt", "library": "dimsum"}

@@ -1,8 +1,8 @@
 """`dimsum` command line: sample, train, eval, build-data, train-classifier, info.
 
-    dimsum sample --classes "Smileys & Emotion" 0 3 --seeds 0 1 2 --steps 20 --out grid.png
-    dimsum train --preset emoji-S --out runs/emoji-S --steps 20000
-    dimsum eval --checkpoint checkpoints --num-samples 900 --json eval.json
+dimsum sample --classes "Smileys & Emotion" 0 3 --seeds 0 1 2 --steps 20 --out grid.png
+dimsum train --preset emoji-S --out runs/emoji-S --steps 20000
+dimsum eval --checkpoint checkpoints --num-samples 900 --json eval.json
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def cmd_sample(a: argparse.Namespace) -> int:
     )
     bar.close()
     save_png(image_grid(out.array, cols=a.cols), a.out, out.settings)
-    print(f"wrote {a.out} ({len(out.images)} images, {out.seconds:.2f} s, {out.settings['nfe']} evaluations)")
+    print(
+        f"wrote {a.out} ({len(out.images)} images, {out.seconds:.2f} s, {out.settings['nfe']} evaluations)"
+    )
     if a.trajectory:
         tr = out.trajectory
         assert tr is not None
@@ -82,14 +84,39 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     overrides = json.loads(a.model_overrides) if a.model_overrides else {}
     tc = TrainConfig(
-        preset=a.preset, out=a.out, data=a.data, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-        warmup=a.warmup, ema_decay=a.ema_decay, label_dropout=a.label_dropout, grad_clip=a.grad_clip,
-        drop_path=a.drop_path, bf16=a.bf16, balanced=not a.no_balance, seed=a.seed, device=a.device,
-        ckpt_every=a.ckpt_every, sample_every=a.sample_every, log_every=a.log_every,
-        max_minutes=a.max_minutes, model_overrides=overrides, time_sampling=a.time_sampling,
+        preset=a.preset,
+        out=a.out,
+        data=a.data,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        warmup=a.warmup,
+        ema_decay=a.ema_decay,
+        label_dropout=a.label_dropout,
+        grad_clip=a.grad_clip,
+        drop_path=a.drop_path,
+        bf16=a.bf16,
+        balanced=not a.no_balance,
+        seed=a.seed,
+        device=a.device,
+        ckpt_every=a.ckpt_every,
+        sample_every=a.sample_every,
+        log_every=a.log_every,
+        max_minutes=a.max_minutes,
+        model_overrides=overrides,
+        time_sampling=a.time_sampling,
+        eval_every=a.eval_every,
+        eval_samples=a.eval_samples,
+        eval_classifier=a.eval_classifier,
     )
     summary = train(tc)
-    print(json.dumps({k: v for k, v in summary.items() if k != "losses"} | {"final_loss": summary["losses"][-1] if summary["losses"] else None}, default=str))
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k != "losses"}
+            | {"final_loss": summary["losses"][-1] if summary["losses"] else None},
+            default=str,
+        )
+    )
     return 0
 
 
@@ -97,9 +124,17 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(
-        a.checkpoint, num_samples=a.num_samples, guidance_scale=a.cfg, num_steps=a.steps,
-        method=a.method, classifier=a.classifier, data=a.data, device=a.device, seed=a.seed,
-        inception_weights=a.inception_weights, batch_size=a.batch_size,
+        a.checkpoint,
+        num_samples=a.num_samples,
+        guidance_scale=a.cfg,
+        num_steps=a.steps,
+        method=a.method,
+        classifier=a.classifier,
+        data=a.data,
+        device=a.device,
+        seed=a.seed,
+        inception_weights=a.inception_weights,
+        batch_size=a.batch_size,
     )
     text = json.dumps(report, indent=2)
     if a.json:
@@ -120,7 +155,11 @@ def cmd_build_data(a: argparse.Namespace) -> int:
 def cmd_train_classifier(a: argparse.Namespace) -> int:
     from .evaluate import train_and_save_classifier
 
-    print(json.dumps(train_and_save_classifier(a.out, steps=a.steps, data=a.data, seed=a.seed), indent=2))
+    print(
+        json.dumps(
+            train_and_save_classifier(a.out, steps=a.steps, data=a.data, seed=a.seed), indent=2
+        )
+    )
     return 0
 
 
@@ -128,19 +167,36 @@ def cmd_info(a: argparse.Namespace) -> int:
     from .checkpoints import load_checkpoint
 
     m = load_checkpoint(a.checkpoint)
-    print(json.dumps({"config": m.config.to_dict(), "parameters": m.num_parameters(),
-                      "source": m.checkpoint_info}, indent=2, default=str))
+    print(
+        json.dumps(
+            {
+                "config": m.config.to_dict(),
+                "parameters": m.num_parameters(),
+                "source": m.checkpoint_info,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dimsum", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="dimsum", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sample", help="generate an image grid (and a trajectory file)")
-    s.add_argument("--checkpoint", default=default_checkpoint(), help="file, folder or hub id (default: the embedded model)")
-    s.add_argument("--classes", nargs="+", default=["0"], help="class ids or names (one, or one per seed)")
+    s.add_argument(
+        "--checkpoint",
+        default=default_checkpoint(),
+        help="file, folder or hub id (default: the embedded model)",
+    )
+    s.add_argument(
+        "--classes", nargs="+", default=["0"], help="class ids or names (one, or one per seed)"
+    )
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
     s.add_argument("--steps", type=int, default=20)
     s.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
@@ -149,14 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="grid.png")
     s.add_argument("--cols", type=int, default=None)
     s.add_argument("--trajectory", default=None, help="write the per-step trajectory to this .npz")
-    s.add_argument("--vae", default=os.environ.get("DIMSUM_VAE"), help="VAE folder or hub id (latent models)")
+    s.add_argument(
+        "--vae", default=os.environ.get("DIMSUM_VAE"), help="VAE folder or hub id (latent models)"
+    )
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_sample)
 
     t = sub.add_parser("train", help="train a pixel-space model (torchrun for DDP)")
     t.add_argument("--preset", default="emoji-S")
     t.add_argument("--out", default="runs/emoji-S")
-    t.add_argument("--data", default=None, help=".npz data set (default: build/load the emoji cache)")
+    t.add_argument(
+        "--data", default=None, help=".npz data set (default: build/load the emoji cache)"
+    )
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-4)
@@ -167,14 +227,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--drop-path", type=float, default=None)
     t.add_argument("--time-sampling", default="uniform", choices=["uniform", "logit_normal"])
     t.add_argument("--bf16", action="store_true", help="bf16 autocast (the scan stays float32)")
-    t.add_argument("--no-balance", action="store_true", help="sample uniformly instead of class-balanced")
+    t.add_argument(
+        "--no-balance", action="store_true", help="sample uniformly instead of class-balanced"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None)
     t.add_argument("--ckpt-every", type=int, default=1000)
     t.add_argument("--sample-every", type=int, default=0)
     t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
-    t.add_argument("--model-overrides", default=None, help='JSON dict of config changes, e.g. \'{"depth": 4}\'')
+    t.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="evaluate the EMA model every N steps (eval.jsonl)",
+    )
+    t.add_argument("--eval-samples", type=int, default=450)
+    t.add_argument("--eval-classifier", default=None)
+    t.add_argument(
+        "--max-minutes", type=float, default=None, help="stop (and save) after this wall time"
+    )
+    t.add_argument(
+        "--model-overrides", default=None, help="JSON dict of config changes, e.g. '{\"depth\": 4}'"
+    )
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="FD-emoji, precision/recall, class accuracy (JSON report)")
@@ -183,9 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cfg", type=float, default=4.0)
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
-    e.add_argument("--classifier", default=None, help="feature classifier (default: checkpoints/feature_classifier)")
+    e.add_argument(
+        "--classifier",
+        default=None,
+        help="feature classifier (default: checkpoints/feature_classifier)",
+    )
     e.add_argument("--data", default=None)
-    e.add_argument("--inception-weights", default=None, help="pt_inception weights file for the standard FID")
+    e.add_argument(
+        "--inception-weights", default=None, help="pt_inception weights file for the standard FID"
+    )
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default=None)
@@ -213,7 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     from .checkpoints import CheckpointError
     from .validation import InputError
 

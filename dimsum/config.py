@@ -194,7 +194,9 @@ PRESETS: dict[str, DiMSUMConfig] = {
     "emoji-XS": _emoji(64, 4, name="emoji-XS"),
     # Ablation variants matched in parameter count to emoji-S (see assets/ablation).
     "emoji-S-spatial": _emoji(128, 8, "spatial", name="emoji-S-spatial"),
-    "emoji-S-attention": _emoji(128, 8, "attention", attn_every=0, name="emoji-S-attention"),
+    # DiT blocks: depth 10 matches emoji-S's trainable parameters (3.75M vs 3.71M; cond_proj is
+    # frozen and has no effect, see models/mamba.py).
+    "emoji-S-attention": _emoji(128, 10, "attention", attn_every=0, name="emoji-S-attention"),
 }
 
 

@@ -37,14 +37,24 @@ def hardware() -> str:
 
 
 @torch.no_grad()
-def generate(pipe, classes: list[int], seeds: list[int], *, batch_size: int, **kw: Any) -> np.ndarray:
-    """(N, H, W, 3) uint8 samples, this process's shard gathered from all processes."""
-    info = D.setup(str(pipe.device.type))
+def generate(
+    pipe,
+    classes: list[int],
+    seeds: list[int],
+    *,
+    batch_size: int,
+    info: D.DistInfo | None = None,
+    **kw: Any,
+) -> np.ndarray:
+    """(N, H, W, 3) uint8 samples; under torchrun each process makes its shard, then all gather."""
+    info = info or D.DistInfo()
     idx = D.shard(list(range(len(classes))), info)
     chunks = []
     for i in range(0, len(idx), batch_size):
         part = idx[i : i + batch_size]
-        out = pipe([classes[j] for j in part], [seeds[j] for j in part], return_trajectory=False, **kw)
+        out = pipe(
+            [classes[j] for j in part], [seeds[j] for j in part], return_trajectory=False, **kw
+        )
         chunks.append((part, out.array))
     gathered = D.gather_objects(info, chunks)
     images = np.zeros((len(classes), *chunks[0][1].shape[1:]), np.uint8) if chunks else None
@@ -52,6 +62,94 @@ def generate(pipe, classes: list[int], seeds: list[int], *, batch_size: int, **k
         for part, arr in rank_chunks:
             images[part] = arr  # type: ignore[index]
     return images  # type: ignore[return-value]
+
+
+class Evaluator:
+    """Scores generated samples against the training split in the feature classifier's space.
+
+    Real features, the class quota, the seeds and the real-vs-real reference are computed once,
+    so periodic evaluation during training compares every checkpoint on exactly the same terms.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_samples: int = 900,
+        classifier: str | Path | None = None,
+        data: str | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ) -> None:
+        from .data import load_emoji_dataset
+        from .eval import compute_metrics, features, load_classifier
+        from .validation import check_int
+
+        check_int("num_samples", num_samples, 10, 1_000_000)
+        self.clf = load_classifier(classifier or DEFAULT_CLASSIFIER, device=device)
+        self.train = load_emoji_dataset("train", path=data) if data else load_emoji_dataset("train")
+        held = load_emoji_dataset("heldout", path=data) if data else load_emoji_dataset("heldout")
+        self.f_train = features(self.clf, self.train.images)
+        ref = compute_metrics(self.f_train, features(self.clf, held.images))
+        self.reference = {
+            "fd_emoji": ref["fd"],
+            "precision": ref["precision"],
+            "recall": ref["recall"],
+            "num_heldout": int(len(held)),
+            "num_train": int(len(self.train)),
+        }
+        self.classes = class_quota(self.train.labels, len(self.train.categories), num_samples)
+        self.seeds = [seed * 1_000_000 + i for i in range(num_samples)]
+        self.num_samples, self.seed = num_samples, seed
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        pipe,
+        *,
+        guidance_scale: float = 4.0,
+        num_steps: int = 20,
+        method: str = "heun",
+        batch_size: int = 64,
+        info: D.DistInfo | None = None,
+    ) -> dict[str, Any]:
+        from .eval import compute_metrics, features, predict
+
+        start = time.perf_counter()
+        fake = generate(
+            pipe,
+            self.classes,
+            self.seeds,
+            batch_size=batch_size,
+            info=info,
+            guidance_scale=guidance_scale,
+            num_steps=num_steps,
+            method=method,
+        )
+        seconds = time.perf_counter() - start
+        m = compute_metrics(
+            self.f_train,
+            features(self.clf, fake),
+            self.classes,
+            predict(self.clf, fake),
+            categories=self.train.categories,
+        )
+        out: dict[str, Any] = {
+            "fd_emoji": m.pop("fd"),
+            **m,
+            "reference_heldout_vs_train": self.reference,
+        }
+        out["fd_ratio_to_reference"] = out["fd_emoji"] / max(self.reference["fd_emoji"], 1e-12)
+        out["settings"] = {
+            "num_samples": self.num_samples,
+            "guidance_scale": guidance_scale,
+            "steps": num_steps,
+            "method": method,
+            "seed": self.seed,
+        }
+        out["sampling_seconds"] = round(seconds, 2)
+        out["hardware"] = hardware()
+        self.last_fake = fake
+        return out
 
 
 def evaluate_checkpoint(
@@ -69,50 +167,33 @@ def evaluate_checkpoint(
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """Sample `num_samples` images and report metrics plus the real-vs-real reference."""
-    from .data import load_emoji_dataset
-    from .eval import compute_metrics, features, load_classifier, predict
     from .pipeline import DiMSUMPipeline
-    from .validation import check_int
 
-    check_int("num_samples", num_samples, 10, 1_000_000)
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    info = D.setup(device)  # under torchrun: one process per GPU, samples sharded
+    dev = info.device
     pipe = DiMSUMPipeline.from_pretrained(checkpoint, device=dev)
-    clf = load_classifier(classifier or DEFAULT_CLASSIFIER, device=dev)
-    train = load_emoji_dataset("train", path=data) if data else load_emoji_dataset("train")
-    held = load_emoji_dataset("heldout", path=data) if data else load_emoji_dataset("heldout")
-
-    classes = class_quota(train.labels, pipe.config.num_classes, num_samples)
-    seeds = [seed * 1_000_000 + i for i in range(num_samples)]
-    start = time.perf_counter()
-    fake = generate(pipe, classes, seeds, batch_size=batch_size, guidance_scale=guidance_scale,
-                    num_steps=num_steps, method=method)
-    gen_seconds = time.perf_counter() - start
-
-    f_train = features(clf, train.images)
-    f_held = features(clf, held.images)
-    f_fake = features(clf, fake)
-    report = compute_metrics(f_train, f_fake, classes, predict(clf, fake), categories=train.categories)
-    ref = compute_metrics(f_train, f_held)
-    out: dict[str, Any] = {
+    ev = Evaluator(num_samples=num_samples, classifier=classifier, data=data, device=dev, seed=seed)
+    out = {
         "checkpoint": str(checkpoint),
-        "fd_emoji": report.pop("fd"),
-        **report,
-        "reference_heldout_vs_train": {"fd_emoji": ref["fd"], "precision": ref["precision"], "recall": ref["recall"],
-                                       "num_heldout": int(len(held)), "num_train": int(len(train))},
-        "settings": {"num_samples": num_samples, "guidance_scale": guidance_scale, "steps": num_steps,
-                     "method": method, "seed": seed},
-        "sampling_seconds": round(gen_seconds, 2),
-        "hardware": hardware(),
+        **ev(
+            pipe,
+            guidance_scale=guidance_scale,
+            num_steps=num_steps,
+            method=method,
+            batch_size=batch_size,
+            info=info,
+        ),
     }
-    out["fd_ratio_to_reference"] = out["fd_emoji"] / max(ref["fd"], 1e-12)
     if inception_weights:
         from .eval import inception_fid
 
-        out["fid_inception"] = inception_fid(train.images, fake, inception_weights)
+        out["fid_inception"] = inception_fid(ev.train.images, ev.last_fake, inception_weights)
     return out
 
 
-def train_and_save_classifier(out: str | Path, *, steps: int = 3000, data: str | None = None, seed: int = 0) -> dict[str, Any]:
+def train_and_save_classifier(
+    out: str | Path, *, steps: int = 3000, data: str | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Train the FD-emoji feature classifier on the training split and save it (safetensors)."""
     from .data import load_emoji_dataset
     from .eval import evaluate_classifier, save_classifier, train_feature_classifier
@@ -123,6 +204,14 @@ def train_and_save_classifier(out: str | Path, *, steps: int = 3000, data: str |
     model = train_feature_classifier(train, steps=steps, seed=seed)
     seconds = time.perf_counter() - start
     acc = evaluate_classifier(model, held.images, held.labels, held.categories)
-    save_classifier(model, out, metadata={"steps": steps, "seed": seed, "train_seconds": round(seconds, 1),
-                                          "heldout_accuracy": acc})
+    save_classifier(
+        model,
+        out,
+        metadata={
+            "steps": steps,
+            "seed": seed,
+            "train_seconds": round(seconds, 1),
+            "heldout_accuracy": acc,
+        },
+    )
     return {"out": str(out), "heldout_accuracy": acc, "train_seconds": round(seconds, 1)}

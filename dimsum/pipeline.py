@@ -120,7 +120,9 @@ class DiMSUMPipeline:
         vae_module = None
         if model.config.space == "latent":
             vae_module = load_vae(vae or model.config.vae or "stabilityai/sd-vae-ft-ema", device)
-        return cls(model, vae_module, name=model.config.name or Path(str(path_or_repo_id)).name, **kwargs)
+        return cls(
+            model, vae_module, name=model.config.name or Path(str(path_or_repo_id)).name, **kwargs
+        )
 
     @property
     def device(self) -> torch.device:
@@ -134,7 +136,9 @@ class DiMSUMPipeline:
     def noise(self, seeds: Sequence[int]) -> torch.Tensor:
         """(N, C, H, W) float32: sample i's noise from its own CPU generator seeded seeds[i]."""
         c, s = self.config.in_channels, self.config.input_size
-        out = [torch.randn(c, s, s, generator=torch.Generator().manual_seed(int(sd))) for sd in seeds]
+        out = [
+            torch.randn(c, s, s, generator=torch.Generator().manual_seed(int(sd))) for sd in seeds
+        ]
         return torch.stack(out).to(self.device)
 
     def preview_rgb(self, x: torch.Tensor) -> np.ndarray:
@@ -149,7 +153,9 @@ class DiMSUMPipeline:
         if self.config.space != "latent":
             return to_uint8(x)
         if self.vae is None:
-            raise VAEUnavailableError("latent model loaded without a VAE: pass vae= to the pipeline")
+            raise VAEUnavailableError(
+                "latent model loaded without a VAE: pass vae= to the pipeline"
+            )
         with torch.no_grad():
             dec = self.vae.decode(x.to(self.device) / self.config.latent_scale).sample
         return to_uint8(dec)
@@ -224,7 +230,11 @@ class DiMSUMPipeline:
         # Tracing keys on the time of an evaluation: the last evaluation made at a recorded
         # time t_k is the one at the recorded state x_k (Heun's predictor at t_k comes first).
         grid = self.record_times(method, num_steps)
-        want = {} if trace_steps is None else {round(grid[k], 6): k for k in trace_steps if 0 <= k < len(grid)}
+        want = (
+            {}
+            if trace_steps is None
+            else {round(grid[k], 6): k for k in trace_steps if 0 <= k < len(grid)}
+        )
         features: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
         recorder = FeatureRecorder(rows=slice(0, n), dtype=trace_dtype)
 
@@ -303,12 +313,19 @@ def png_metadata(settings: dict[str, Any], index: int | None = None) -> PngImage
     return info
 
 
-def save_png(image: Image.Image | np.ndarray, path: str | Path, settings: dict[str, Any], index: int | None = None) -> Path:
+def save_png(
+    image: Image.Image | np.ndarray,
+    path: str | Path,
+    settings: dict[str, Any],
+    index: int | None = None,
+) -> Path:
     """Save a PNG carrying its generation settings; written atomically."""
     from .checkpoints import atomic_write
 
     img = Image.fromarray(image) if isinstance(image, np.ndarray) else image
-    return atomic_write(path, lambda p: img.save(p, format="PNG", pnginfo=png_metadata(settings, index)))
+    return atomic_write(
+        path, lambda p: img.save(p, format="PNG", pnginfo=png_metadata(settings, index))
+    )
 
 
 def read_png_settings(path: str | Path) -> dict[str, Any]:
@@ -328,5 +345,8 @@ def image_grid(array: np.ndarray, cols: int | None = None, pad: int = 2) -> np.n
     grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
     for i, im in enumerate(array):
         r, c = divmod(i, cols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = im
+        grid[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = im
     return grid

@@ -22,7 +22,15 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-TRACE_NAMES = ("normed", "spatial_out", "freq_bands", "freq_tokens", "freq_out", "fusion_out", "block_out")
+TRACE_NAMES = (
+    "normed",
+    "spatial_out",
+    "freq_bands",
+    "freq_tokens",
+    "freq_out",
+    "fusion_out",
+    "block_out",
+)
 
 
 class FeatureRecorder:
@@ -54,7 +62,9 @@ class FeatureRecorder:
         v = value.detach()
         if self.rows is not None:
             v = v[self.rows]
-        self.features.setdefault(block, {})[name] = v.to(device=self.device, dtype=self.dtype).clone()
+        self.features.setdefault(block, {})[name] = v.to(
+            device=self.device, dtype=self.dtype
+        ).clone()
 
     def clear(self) -> None:
         self.features = {}
@@ -69,7 +79,9 @@ def trace_features(
     chosen = set(range(len(all_blocks))) if blocks is None else set(blocks)
     bad = sorted(b for b in chosen if not 0 <= b < len(all_blocks))
     if bad:
-        raise ValueError(f"blocks {bad} out of range: the model has blocks 0..{len(all_blocks) - 1}")
+        raise ValueError(
+            f"blocks {bad} out of range: the model has blocks 0..{len(all_blocks) - 1}"
+        )
     try:
         for i in chosen:
             all_blocks[i].tracer = recorder

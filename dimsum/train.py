@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,9 @@ class TrainConfig:
     ckpt_every: int = 1000
     sample_every: int = 0
     log_every: int = 50
+    eval_every: int = 0  # evaluate the EMA model (FD-emoji etc.) every N steps; 0 = never
+    eval_samples: int = 450
+    eval_classifier: str | None = None
     max_minutes: float | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -141,6 +145,10 @@ def latest_good_state(out: Path) -> dict[str, Any] | None:
     return None
 
 
+def _call(net: nn.Module, x: torch.Tensor, t: torch.Tensor, *, y: torch.Tensor) -> torch.Tensor:
+    return net(x, t, y)
+
+
 # ---- training ---------------------------------------------------------------------------------
 def build_config(tc: TrainConfig, class_names: list[str]) -> DiMSUMConfig:
     cfg = get_preset(tc.preset)
@@ -149,7 +157,9 @@ def build_config(tc: TrainConfig, class_names: list[str]) -> DiMSUMConfig:
         overrides["drop_path"] = tc.drop_path
     cfg = cfg.replace(**overrides) if overrides else cfg
     if cfg.num_classes != len(class_names):
-        raise ValueError(f"preset {tc.preset!r} has {cfg.num_classes} classes, the data {len(class_names)}")
+        raise ValueError(
+            f"preset {tc.preset!r} has {cfg.num_classes} classes, the data {len(class_names)}"
+        )
     return cfg.replace(class_names=class_names)
 
 
@@ -185,11 +195,15 @@ def train(tc: TrainConfig) -> dict[str, Any]:
             log.info("resuming from step %d (%s)", start, out)
     net: nn.Module = model
     if info.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
 
     per_rank = tc.batch_size // info.world_size
     if per_rank < 1:
-        raise ValueError(f"batch_size={tc.batch_size} is smaller than the {info.world_size} processes")
+        raise ValueError(
+            f"batch_size={tc.batch_size} is smaller than the {info.world_size} processes"
+        )
     counts = torch.bincount(labels, minlength=config.num_classes).double()
     weights = (1.0 / counts[labels]) if tc.balanced else torch.ones(len(labels), dtype=torch.double)
     images_dev = images.to(dev)  # the whole data set fits on any device (7k x 3 KB)
@@ -201,6 +215,13 @@ def train(tc: TrainConfig) -> dict[str, Any]:
 
         bar = tqdm(total=tc.steps, initial=start, desc=f"train {config.name}", dynamic_ncols=True)
     log_path = out / "log.jsonl"
+    evaluator = None
+    if tc.eval_every and info.is_main:
+        from .evaluate import Evaluator
+
+        evaluator = Evaluator(
+            num_samples=tc.eval_samples, classifier=tc.eval_classifier, data=tc.data, device=dev
+        )
     t0 = time.perf_counter()
     step = start
     autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16)
@@ -239,12 +260,16 @@ def train(tc: TrainConfig) -> dict[str, Any]:
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast:
-            loss, _ = flow_matching_loss(lambda x, tt: net(x, tt, y), x1, path=tc.path, t=t, noise=noise)
+            loss, _ = flow_matching_loss(
+                partial(_call, net, y=y), x1, path=tc.path, t=t, noise=noise
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; last good state is in {out}")
+            raise FloatingPointError(
+                f"loss became {loss.item()} at step {step}; last good state is in {out}"
+            )
         opt.step()
         ema_update(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
         step += 1
@@ -255,9 +280,14 @@ def train(tc: TrainConfig) -> dict[str, Any]:
             assert bar is not None
             bar.update(1)
             if step % tc.log_every == 0 or step == tc.steps:
-                rec = dict(step=step, loss=loss_mean, lr=lr, grad_norm=float(grad_norm),
-                           seconds=round(wall + time.perf_counter() - t0, 2))
-                bar.set_postfix(loss=f"{np.mean(history[-tc.log_every:]):.4f}")
+                rec = dict(
+                    step=step,
+                    loss=loss_mean,
+                    lr=lr,
+                    grad_norm=float(grad_norm),
+                    seconds=round(wall + time.perf_counter() - t0, 2),
+                )
+                bar.set_postfix(loss=f"{np.mean(history[-tc.log_every :]):.4f}")
                 with open(log_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
         over_time = tc.max_minutes is not None and (time.perf_counter() - t0) / 60 >= tc.max_minutes
@@ -266,6 +296,22 @@ def train(tc: TrainConfig) -> dict[str, Any]:
             D.barrier(info)
         if info.is_main and tc.sample_every and step % tc.sample_every == 0:
             sample_grid(ema, out / "samples" / f"step_{step:07d}.png")
+        if evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps or over_time):
+            from .pipeline import DiMSUMPipeline
+
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
+                res = evaluator(DiMSUMPipeline(ema), batch_size=512 if dev.type == "cuda" else 64)
+            res.update(step=step, seconds=round(wall + time.perf_counter() - t0, 1))
+            with open(out / "eval.jsonl", "a") as f:
+                f.write(json.dumps(res) + "\n")
+            log.info(
+                "step %d: FD-emoji %.3f precision %.3f recall %.3f accuracy %.3f",
+                step,
+                res["fd_emoji"],
+                res["precision"],
+                res["recall"],
+                res["accuracy"],
+            )
         if over_time:
             if info.is_main:
                 log.info("stopping at step %d: --max-minutes %.1f reached", step, tc.max_minutes)
@@ -273,8 +319,12 @@ def train(tc: TrainConfig) -> dict[str, Any]:
     if bar is not None:
         bar.close()
     D.cleanup(info)
-    return {"step": step, "losses": history[start:], "wall": wall + time.perf_counter() - t0,
-            "config": config.to_dict()}
+    return {
+        "step": step,
+        "losses": history[start:],
+        "wall": wall + time.perf_counter() - t0,
+        "config": config.to_dict(),
+    }
 
 
 @torch.no_grad()
@@ -286,7 +336,13 @@ def sample_grid(model: DiMSUM, path: Path, per_class: int = 2, steps: int = 20) 
     pipe = DiMSUMPipeline(model.eval())
     n = model.config.num_classes
     classes = [c for c in range(n) for _ in range(per_class)]
-    out = pipe(classes, list(range(len(classes))), num_steps=steps, method="heun",
-               guidance_scale=4.0, return_trajectory=False)
+    out = pipe(
+        classes,
+        list(range(len(classes))),
+        num_steps=steps,
+        method="heun",
+        guidance_scale=4.0,
+        return_trajectory=False,
+    )
     model.train(was_training)
     return save_png(image_grid(out.array, cols=per_class * 3), path, out.settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -14,25 +15,34 @@ from dimsum.tracing import FeatureRecorder, trace_features
 from .conftest import PARITY
 
 CASES = ["uncond_tiny", "cond_tiny"]
+# DIMSUM_TEST_DEVICE=cuda runs the parity tests on a GPU (fp32, TF32 off).
+DEVICE = os.environ.get("DIMSUM_TEST_DEVICE", "cpu")
+if DEVICE.startswith("cuda"):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 FILES = ["model.safetensors", "checkpoint.pt"]
 
 
 def assert_pass_rule(ours: torch.Tensor, official: torch.Tensor, name: str) -> None:
     """SPEC pass rule: max|ours - official| <= 1e-4 * max(1, max|official|), float32."""
-    assert ours.shape == official.shape, f"{name}: shape {tuple(ours.shape)} vs {tuple(official.shape)}"
+    assert ours.shape == official.shape, (
+        f"{name}: shape {tuple(ours.shape)} vs {tuple(official.shape)}"
+    )
     err = (ours.float() - official.float()).abs().max().item()
     bound = 1e-4 * max(1.0, official.abs().max().item())
     assert err <= bound, f"{name}: max abs error {err:.3e} > {bound:.3e}"
 
 
 def load_case(case: str):
-    return load_file(PARITY / case / "inputs.safetensors"), load_file(PARITY / case / "outputs.safetensors")
+    return load_file(PARITY / case / "inputs.safetensors"), load_file(
+        PARITY / case / "outputs.safetensors"
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("file", FILES)
 def test_outputs(case: str, file: str) -> None:
-    model = dimsum.load_checkpoint(PARITY / case / file)
+    model = dimsum.load_checkpoint(PARITY / case / file, device=DEVICE)
     inp, out = load_case(case)
     with torch.no_grad():
         assert_pass_rule(model(inp["x"], inp["t"], inp["y"]), out["out"], "out")
@@ -54,7 +64,7 @@ def test_training_checkpoint_uses_ema() -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_intermediates(case: str) -> None:
-    model = dimsum.load_checkpoint(PARITY / case / "model.safetensors")
+    model = dimsum.load_checkpoint(PARITY / case / "model.safetensors", device=DEVICE)
     inp, out = load_case(case)
     x, t, y = inp["x"], inp["t"], inp["y"]
     got: dict[str, torch.Tensor] = {}
@@ -64,10 +74,18 @@ def test_intermediates(case: str) -> None:
         return lambda mod, args, res: got.__setitem__(name, fn(args, res))
 
     b0 = model.blocks[0]
-    hooks.append(b0.spatial_mamba.mixer.register_forward_hook(keep("b0_spatial_mixer_in", lambda a, r: a[0])))
-    hooks.append(b0.spatial_mamba.mixer.register_forward_hook(keep("b0_spatial_mixer_out", lambda a, r: r)))
-    hooks.append(b0.freq_mamba.mixer.register_forward_hook(keep("b0_freq_mixer_in", lambda a, r: a[0])))
-    hooks.append(b0.freq_mamba.mixer.register_forward_hook(keep("b0_freq_mixer_out", lambda a, r: r)))
+    hooks.append(
+        b0.spatial_mamba.mixer.register_forward_hook(keep("b0_spatial_mixer_in", lambda a, r: a[0]))
+    )
+    hooks.append(
+        b0.spatial_mamba.mixer.register_forward_hook(keep("b0_spatial_mixer_out", lambda a, r: r))
+    )
+    hooks.append(
+        b0.freq_mamba.mixer.register_forward_hook(keep("b0_freq_mixer_in", lambda a, r: a[0]))
+    )
+    hooks.append(
+        b0.freq_mamba.mixer.register_forward_hook(keep("b0_freq_mixer_out", lambda a, r: r))
+    )
     hooks.append(b0.mlp.register_forward_hook(keep("b0_mlp_out", lambda a, r: r)))
     hooks.append(b0.register_forward_hook(keep("b0_out_residual", lambda a, r: r[1])))
     hooks.append(model.final_layer.register_forward_hook(keep("final_in", lambda a, r: a[0])))
@@ -97,7 +115,9 @@ def test_intermediates(case: str) -> None:
     )
     for k, v in enumerate(calls):
         got[f"attn_call{k}_out"] = v
-    expected = [k for k in out if k.startswith(("b0_", "attn_call", "final_", "blocks_")) or k == "c"]
+    expected = [
+        k for k in out if k.startswith(("b0_", "attn_call", "final_", "blocks_")) or k == "c"
+    ]
     assert set(expected) <= set(got), sorted(set(expected) - set(got))
     for name in expected:
         assert_pass_rule(got[name], out[name], name)
@@ -109,8 +129,8 @@ def test_scan_permutations_match_official(case: str) -> None:
 
     _, out = load_case(case)
     side = json.loads((PARITY / case / "config.json").read_text())["scan"]["token_grid"][0]
-    assert torch.equal(freq_scan_order(0, side), out["freq_scan_perm_rowfirst"])
-    assert torch.equal(freq_scan_order(1, side), out["freq_scan_perm_colfirst"])
+    assert torch.equal(freq_scan_order(0, side), out["freq_scan_perm_rowfirst"].cpu())
+    assert torch.equal(freq_scan_order(1, side), out["freq_scan_perm_colfirst"].cpu())
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -127,7 +147,7 @@ def test_scan_schedule_matches_official(case: str) -> None:
 
 
 def test_tracing_does_not_change_output() -> None:
-    model = dimsum.load_checkpoint(PARITY / "cond_tiny" / "model.safetensors")
+    model = dimsum.load_checkpoint(PARITY / "cond_tiny" / "model.safetensors", device=DEVICE)
     inp, _ = load_case("cond_tiny")
     with torch.no_grad():
         plain = model(inp["x"], inp["t"], inp["y"])

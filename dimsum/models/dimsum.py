@@ -120,7 +120,9 @@ class CombinedBlock(nn.Module):
         self.norm = RMSNorm(dim, eps=1e-5)
         self.spatial_mamba = SpatialBranch(half, dim, spatial_scan_order(layer, side), mk)
         if config.block_type == "combined":
-            self.freq_mamba: nn.Module = FrequencyBranch(half, dim, freq_scan_order(layer, side), mk)
+            self.freq_mamba: nn.Module = FrequencyBranch(
+                half, dim, freq_scan_order(layer, side), mk
+            )
         else:  # "spatial" ablation: the second half is a spatial Mamba with the same order
             self.freq_mamba = SpatialBranch(half, dim, spatial_scan_order(layer, side), mk)
         self.proj = CrossAttentionFusion(dim, num_heads=config.fusion_heads)
@@ -143,7 +145,11 @@ class CombinedBlock(nn.Module):
         n = self.norm(r)
         x1, x2 = n.chunk(2, dim=-1)
         s = self.spatial_mamba(x1, c)
-        w = self.freq_mamba(x2, c, record) if isinstance(self.freq_mamba, FrequencyBranch) else self.freq_mamba(x2, c)
+        w = (
+            self.freq_mamba(x2, c, record)
+            if isinstance(self.freq_mamba, FrequencyBranch)
+            else self.freq_mamba(x2, c)
+        )
         f = self.proj(s, w)
         out = n + f  # the normalized input, not the residual stream (official)
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
@@ -227,7 +233,9 @@ class DiMSUM(nn.Module):
             y = torch.full((t.shape[0],), self.config.null_class, dtype=torch.long, device=t.device)
         return self.t_embedder(t) + self.y_embedder(y)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x (N, C, H, W), t (N,) in [0, 1], y (N,) int64 or None -> velocity (N, C_out, H, W)."""
         if t.ndim == 0:
             t = t.expand(x.shape[0])
@@ -261,7 +269,9 @@ class DiMSUM(nn.Module):
         null = torch.full_like(y, self.config.null_class)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        out = self.forward_with_cfg(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]), cfg_scale)
+        out = self.forward_with_cfg(
+            torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]), cfg_scale
+        )
         return out[: x.shape[0]]
 
     # ---- introspection ------------------------------------------------------------------
@@ -270,13 +280,18 @@ class DiMSUM(nn.Module):
         out = []
         for block in self.blocks:
             s = layer_scan(block.layer)
-            entry: dict[str, Any] = {"layer": block.layer, "attn_after": attention_after(block.layer, self.config.attn_every)}
+            entry: dict[str, Any] = {
+                "layer": block.layer,
+                "attn_after": attention_after(block.layer, self.config.attn_every),
+            }
             if isinstance(block, CombinedBlock):
                 entry.update(
                     spatial=block.spatial_mamba.scan_perm.cpu(),
                     spatial_name=s.spatial_name,
                     freq=block.freq_mamba.scan_perm.cpu(),
-                    freq_name=s.freq_name if isinstance(block.freq_mamba, FrequencyBranch) else s.spatial_name,
+                    freq_name=s.freq_name
+                    if isinstance(block.freq_mamba, FrequencyBranch)
+                    else s.spatial_name,
                 )
             out.append(entry)
         return out

@@ -35,7 +35,10 @@ SUBBANDS_L2 = tuple(f"{a}.{b}" for a in SUBBANDS_L1 for b in SUBBANDS_L1)
 
 
 def _outer(a: list[float], b: list[float]) -> torch.Tensor:
-    return torch.tensor(a, dtype=torch.float32)[None, :] * torch.tensor(b, dtype=torch.float32)[:, None]
+    return (
+        torch.tensor(a, dtype=torch.float32)[None, :]
+        * torch.tensor(b, dtype=torch.float32)[:, None]
+    )
 
 
 class HaarDWT(nn.Module):
@@ -73,7 +76,9 @@ class HaarIDWT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = rearrange(x, "n (k c) h w -> n (c k) h w", k=4)
         c = x.shape[1] // 4
-        return F.conv_transpose2d(x, self.filters.to(x.dtype).repeat(c, 1, 1, 1), stride=2, groups=c)
+        return F.conv_transpose2d(
+            x, self.filters.to(x.dtype).repeat(c, 1, 1, 1), stride=2, groups=c
+        )
 
 
 def packet_subbands(x: torch.Tensor, dwt: HaarDWT) -> torch.Tensor:
