@@ -40,7 +40,9 @@ def test_save_pretrained_round_trip_bf16(tmp_path: Path) -> None:
         torch.testing.assert_close(again(x, t, y), model(x, t, y))
     model.save_pretrained(tmp_path / "h", dtype=torch.bfloat16)
     half = load_checkpoint(tmp_path / "h")
-    assert (tmp_path / "h" / "model.safetensors").stat().st_size < (tmp_path / "m" / "model.safetensors").stat().st_size * 0.6
+    assert (tmp_path / "h" / "model.safetensors").stat().st_size < (
+        tmp_path / "m" / "model.safetensors"
+    ).stat().st_size * 0.6
     assert half.pos_embed.dtype == torch.float32  # loaded as float32 by default
     assert load_checkpoint(tmp_path / "h", dtype="bf16").pos_embed.dtype == torch.bfloat16
 

@@ -39,6 +39,19 @@ def test_config_inferred_from_weights(manifest: str, preset: str) -> None:
     assert set(sd) == set(data["state_dict"])
     cfg = infer_config(sd)
     want = dimsum.get_preset(preset)
-    for field in ("input_size", "in_channels", "patch_size", "hidden_size", "depth", "num_label_rows",
-                  "d_state", "expand", "mamba_dt_rank", "attn_every", "mlp_ratio", "block_type", "space"):
+    for field in (
+        "input_size",
+        "in_channels",
+        "patch_size",
+        "hidden_size",
+        "depth",
+        "num_label_rows",
+        "d_state",
+        "expand",
+        "mamba_dt_rank",
+        "attn_every",
+        "mlp_ratio",
+        "block_type",
+        "space",
+    ):
         assert getattr(cfg, field) == getattr(want, field), field

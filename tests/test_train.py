@@ -29,8 +29,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cfg(out: Path, data: Path, **kw) -> TrainConfig:
-    base = dict(preset="emoji-XS", out=str(out), data=str(data), steps=10, batch_size=8, lr=1e-3,
-                ckpt_every=5, log_every=5, ema_decay=0.99, model_overrides=dict(TINY), device="cpu")
+    base = dict(
+        preset="emoji-XS",
+        out=str(out),
+        data=str(data),
+        steps=10,
+        batch_size=8,
+        lr=1e-3,
+        ckpt_every=5,
+        log_every=5,
+        ema_decay=0.99,
+        model_overrides=dict(TINY),
+        device="cpu",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -54,7 +65,9 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path: Path, data: Path) -> N
     assert load_state(tmp_path / "b" / "state.pt")["history"] == full
 
 
-def test_corrupt_state_falls_back_to_previous(tmp_path: Path, data: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_state_falls_back_to_previous(
+    tmp_path: Path, data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "c"
     train(cfg(out, data, steps=10))  # writes state.pt (step 10) and state.prev.pt (step 5)
     raw = (out / "state.pt").read_bytes()
@@ -71,10 +84,34 @@ def test_corrupt_state_falls_back_to_previous(tmp_path: Path, data: Path, caplog
 
 
 def _cli(out: Path, data: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "dimsum.cli", "train", "--preset", "emoji-XS", "--out", str(out),
-            "--data", str(data), "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3",
-            "--ckpt-every", "4", "--log-every", "1", "--ema-decay", "0.99", "--device", "cpu",
-            "--model-overrides", json.dumps(TINY)]
+    return [
+        sys.executable,
+        "-m",
+        "dimsum.cli",
+        "train",
+        "--preset",
+        "emoji-XS",
+        "--out",
+        str(out),
+        "--data",
+        str(data),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--ckpt-every",
+        "4",
+        "--log-every",
+        "1",
+        "--ema-decay",
+        "0.99",
+        "--device",
+        "cpu",
+        "--model-overrides",
+        json.dumps(TINY),
+    ]
 
 
 def test_sigkill_mid_run_then_resume(tmp_path: Path, data: Path) -> None:
@@ -82,7 +119,9 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, data: Path) -> None:
     ref = tmp_path / "ref"
     subprocess.run(_cli(ref, data, 24), check=True, env=env, cwd=ROOT, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(out, data, 24), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli(out, data, 24), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until a checkpoint exists and training went past it
         log = out / "log.jsonl"
@@ -105,7 +144,15 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, data: Path) -> None:
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_torchrun_two_processes_gloo(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "ddp"
-    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "dimsum.cli", *_cli(out, data, 4)[3:]]
+    cmd = [
+        "torchrun",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dimsum.cli",
+        *_cli(out, data, 4)[3:],
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

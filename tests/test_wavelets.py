@@ -26,7 +26,9 @@ def test_level1_matches_pywavelets() -> None:
         for c in range(3):
             ca, (ch, cv, cd) = pywt.dwt2(x[n, c].numpy(), "haar")
             for k, ref in enumerate([ca, ch, cv, cd]):
-                np.testing.assert_allclose(bands[n, k, c].numpy(), ref, atol=1e-6)  # filters are float32, as in the official buffers
+                np.testing.assert_allclose(
+                    bands[n, k, c].numpy(), ref, atol=1e-6
+                )  # filters are float32, as in the official buffers
 
 
 def test_level1_matches_pytorch_wavelets() -> None:
@@ -51,7 +53,9 @@ def test_packet_matches_pywavelets_wavelet_packet() -> None:
         for k1, b1 in enumerate(level1):
             a2, d2 = pywt.dwt2(b1, "haar")
             for k2, ref in enumerate([a2, *d2]):
-                np.testing.assert_allclose(bands[0, 4 * k1 + k2, c].numpy(), ref / 4, atol=1e-6)  # filters are float32, as in the official buffers
+                np.testing.assert_allclose(
+                    bands[0, 4 * k1 + k2, c].numpy(), ref / 4, atol=1e-6
+                )  # filters are float32, as in the official buffers
 
 
 @pytest.mark.parametrize("side,c", [(8, 3), (16, 24), (8, 16), (16, 8)])
