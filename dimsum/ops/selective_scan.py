@@ -1,0 +1,199 @@
+"""Selective scan (Mamba-1 S6) with mamba-ssm's signature and semantics.
+
+Recurrence, per batch b, channel d, state n (delta after ``+ delta_bias`` and optional softplus)::
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t
+    y_t = <C_t, h_t> + D * u_t ;  out_t = y_t * silu(z_t)   (if z is given)
+
+Shapes: u, delta, z (batch, dim, L); A (dim, N) real; B, C (batch, N, L) or (batch, G, N, L)
+with dim % G == 0; D, delta_bias (dim,). The scan runs in float32 whatever the input dtype (as in
+mamba-ssm); the output has u's dtype, the optional last state (batch, dim, N) is float32.
+
+Implementations (``DIMSUM_SCAN_IMPL`` or the ``impl=`` keyword picks one, default ``auto``):
+
+* ``ref``: :func:`selective_scan_ref`, a readable sequential loop, plain autograd.
+* ``chunked``: pure PyTorch, chunked ``exp(segsum)`` scan with a custom backward; any device.
+* ``cpp``: JIT-compiled C++/OpenMP CPU kernels (built once, cached), CPU only.
+* ``cuda``: ``mamba_ssm``'s CUDA kernel, CUDA tensors only, used if it imports and passes a
+  smoke test.
+* ``auto``: CPU -> ``cpp`` if it builds, else ``chunked``; CUDA -> ``cuda`` if usable, else
+  ``chunked``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .selective_scan_cpu import cpp_available, selective_scan_chunked, selective_scan_cpp
+
+__all__ = ["SCAN_IMPLS", "available_scan_impls", "selective_scan_fn", "selective_scan_ref"]
+
+log = logging.getLogger(__name__)
+
+SCAN_IMPLS = ("auto", "ref", "chunked", "cpp", "cuda")
+_ENV = "DIMSUM_SCAN_IMPL"
+
+
+def selective_scan_ref(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Reference scan: a Python loop over L, differentiable by plain autograd.
+
+    Computes in float32 (float64 inputs stay float64, for gradcheck). Returns out (batch, dim, L)
+    in u's dtype, and the last state (batch, dim, N) if ``return_last_state``.
+    """
+    dtype_in = u.dtype
+    ct = torch.float64 if dtype_in == torch.float64 else torch.float32
+    u = u.to(ct)
+    delta = delta.to(ct)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(ct)[..., None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, dim, L = u.shape
+    A, B, C = A.to(ct), B.to(ct), C.to(ct)
+    if B.dim() == 4:  # groups: channel d uses group d // (dim // G)
+        B = B.repeat_interleave(dim // B.shape[1], dim=1)  # (batch, dim, N, L)
+        C = C.repeat_interleave(dim // C.shape[1], dim=1)
+        deltaB_u = torch.einsum("bdl,bdnl,bdl->bdln", delta, B, u)
+    else:
+        deltaB_u = torch.einsum("bdl,bnl,bdl->bdln", delta, B, u)
+    deltaA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))
+    x = u.new_zeros(batch, dim, A.shape[1])
+    ys = []
+    # unbind (not deltaA[:, :, i]) so autograd stacks the per-step grads once instead of
+    # materialising a full-size zero tensor per step (O(L^2) memory traffic in backward)
+    steps = zip(deltaA.unbind(2), deltaB_u.unbind(2), C.unbind(-1), strict=True)
+    for dA_i, dBu_i, C_i in steps:
+        x = dA_i * x + dBu_i
+        # C_i: (batch, N) or, grouped, (batch, dim, N)
+        ys.append((x * (C_i if C_i.dim() == 3 else C_i[:, None])).sum(-1))
+    y = torch.stack(ys, dim=2)  # (batch, dim, L)
+    out = y if D is None else y + u * D.to(ct)[:, None]
+    if z is not None:
+        out = out * F.silu(z.to(ct))
+    out = out.to(dtype_in)
+    return (out, x) if return_last_state else out
+
+
+# ------------------------------------------------------------------------------------------------
+# mamba_ssm CUDA kernel (optional)
+# ------------------------------------------------------------------------------------------------
+_mamba_lock = threading.Lock()
+_mamba_state: dict[str, object] = {"fn": None, "ok": None}
+
+
+def _mamba_fn() -> Callable | None:
+    """mamba_ssm's selective_scan_fn if it imports and matches the chunked path on a tiny CUDA
+    problem (catches wheels built for another GPU arch / torch ABI). Checked once."""
+    with _mamba_lock:
+        if _mamba_state["ok"] is None:
+            _mamba_state["ok"] = False
+            if torch.cuda.is_available():
+                try:
+                    from mamba_ssm.ops.selective_scan_interface import (
+                        selective_scan_fn as mamba_scan,
+                    )
+
+                    g = torch.Generator(device="cpu").manual_seed(0)
+                    args = [
+                        torch.randn(s, generator=g).cuda()
+                        for s in [(1, 4, 9), (1, 4, 9), (4, 8), (1, 8, 9), (1, 8, 9), (4,)]
+                    ]
+                    args[1] = args[1].abs() * 0.1
+                    args[2] = -args[2].abs()
+                    got = mamba_scan(*args, delta_softplus=False)
+                    want = selective_scan_chunked(*args, delta_softplus=False)
+                    if not torch.allclose(got.float(), want.float(), rtol=1e-3, atol=1e-4):
+                        raise RuntimeError("mamba_ssm smoke test mismatch")
+                    _mamba_state["fn"] = mamba_scan
+                    _mamba_state["ok"] = True
+                except Exception as e:  # ImportError, bad arch, ABI mismatch, ...
+                    log.info("dimsum: mamba_ssm selective scan unavailable (%s)", e)
+        return _mamba_state["fn"] if _mamba_state["ok"] else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Dispatch
+# ------------------------------------------------------------------------------------------------
+def available_scan_impls() -> list[str]:
+    """Implementations usable in this process, e.g. ``['ref', 'chunked', 'cpp']``.
+
+    Calling it may compile the C++ extension (first time only, ~30-60 s).
+    """
+    impls = ["ref", "chunked"]
+    if cpp_available():
+        impls.append("cpp")
+    if _mamba_fn() is not None:
+        impls.append("cuda")
+    return impls
+
+
+def _resolve(impl: str | None, device: torch.device) -> str:
+    name = (impl or os.environ.get(_ENV) or "auto").strip().lower()
+    if name not in SCAN_IMPLS:
+        raise ValueError(f"unknown selective-scan impl {name!r}; expected one of {SCAN_IMPLS}")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "cuda" if _mamba_fn() is not None else "chunked"
+    if device.type == "cpu" and cpp_available():
+        return "cpp"
+    return "chunked"
+
+
+def selective_scan_fn(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    *,
+    impl: str | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Selective scan with mamba-ssm's API; see the module docstring for shapes.
+
+    ``impl`` (keyword only) overrides ``$DIMSUM_SCAN_IMPL``; a forced implementation that cannot
+    run here raises instead of silently falling back.
+    """
+    name = _resolve(impl, u.device)
+    if name == "ref":
+        return selective_scan_ref(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
+    if name == "chunked":
+        return selective_scan_chunked(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
+    if name == "cpp":
+        return selective_scan_cpp(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
+    # name == "cuda"
+    fn = _mamba_fn()
+    if fn is None:
+        raise RuntimeError("DIMSUM_SCAN_IMPL=cuda but mamba_ssm's selective scan is not usable")
+    if u.device.type != "cuda":
+        raise RuntimeError("the 'cuda' selective scan needs CUDA tensors")
+    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
