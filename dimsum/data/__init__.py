@@ -1,0 +1,33 @@
+"""Data sets used by dimsum (Emoji-32)."""
+
+from dimsum.data.emoji import (
+    CATEGORIES,
+    EMOJI_DATASOURCE_INTEGRITY,
+    EMOJI_DATASOURCE_SPEC,
+    STYLES,
+    EmojiData,
+    EmojiDataset,
+    EmojiDatasetError,
+    attribution_notice,
+    build_emoji_dataset,
+    class_balanced_sampler,
+    default_cache_dir,
+    fetch_emoji_datasource,
+    load_emoji_dataset,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "EMOJI_DATASOURCE_INTEGRITY",
+    "EMOJI_DATASOURCE_SPEC",
+    "STYLES",
+    "EmojiData",
+    "EmojiDataset",
+    "EmojiDatasetError",
+    "attribution_notice",
+    "build_emoji_dataset",
+    "class_balanced_sampler",
+    "default_cache_dir",
+    "fetch_emoji_datasource",
+    "load_emoji_dataset",
+]
