@@ -36,7 +36,7 @@ fi
 echo "== training"
 common=(--data "$DATA" --steps 100000 --seed 0 --lr 5e-4 --warmup 200 --ema-decay 0.999
         --label-dropout 0.15 --grad-clip 2.0 --drop-path 0.0 --bf16 --ckpt-every 500 --log-every 25
-        --eval-every "$EVAL_EVERY" --eval-samples 450 --max-minutes "$MINUTES" --device "$DEVICE")
+        --eval-every "$EVAL_EVERY" --eval-samples "${EVAL_SAMPLES:-450}" --max-minutes "$MINUTES" --device "$DEVICE")
 pids=()
 $PY -m dimsum.cli train --preset emoji-S --out /tmp/runs/emoji-S --batch-size "$BATCH_MAIN" "${common[@]}" \
     > "$OUT/train_emoji-S.txt" 2>&1 & pids+=($!)

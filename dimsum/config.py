@@ -190,13 +190,19 @@ PRESETS: dict[str, DiMSUMConfig] = {
     "XL2-church256": _official(1152, 24, 1, False, "XL2-church256"),
     "B2-imagenet256": _official(768, 12, 1000, True, "B2-imagenet256"),
     # Our small pixel-space models on 32x32 emoji (same token geometry as the released models).
-    "emoji-S": _emoji(128, 8, name="emoji-S"),
-    "emoji-XS": _emoji(64, 4, name="emoji-XS"),
-    # Ablation variants matched in parameter count to emoji-S (see assets/ablation).
-    "emoji-S-spatial": _emoji(128, 8, "spatial", name="emoji-S-spatial"),
-    # DiT blocks: depth 10 matches emoji-S's trainable parameters (3.75M vs 3.71M; cond_proj is
-    # frozen and has no effect, see models/mamba.py).
-    "emoji-S-attention": _emoji(128, 10, "attention", attn_every=0, name="emoji-S-attention"),
+    # Sized for the CPU: 4 images x 20 Heun steps with guidance in a few seconds on 2 cores.
+    # Fewer, wider heads than the official 8/16: with 8-dim heads the attention cost is all
+    # memory traffic over 256x256 score maps (see benchmarks/bench_forward.py).
+    "emoji-S": _emoji(96, 6, mlp_ratio=3.0, fusion_heads=2, attn_heads=4, name="emoji-S"),
+    "emoji-XS": _emoji(64, 4, fusion_heads=2, attn_heads=4, name="emoji-XS"),
+    # Ablation variants, matched to emoji-S in trainable parameters (1.47M; cond_proj is frozen
+    # and has no effect, see models/mamba.py): spatial-only Mamba, and DiT attention blocks.
+    "emoji-S-spatial": _emoji(
+        96, 6, "spatial", mlp_ratio=3.0, fusion_heads=2, attn_heads=4, name="emoji-S-spatial"
+    ),
+    "emoji-S-attention": _emoji(
+        96, 8, "attention", attn_every=0, mlp_ratio=3.0, attn_heads=4, name="emoji-S-attention"
+    ),
 }
 
 
