@@ -298,9 +298,11 @@ def train(tc: TrainConfig) -> dict[str, Any]:
             sample_grid(ema, out / "samples" / f"step_{step:07d}.png")
         if evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps or over_time):
             from .pipeline import DiMSUMPipeline
+            from .validation import Limits
 
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
-                res = evaluator(DiMSUMPipeline(ema), batch_size=512 if dev.type == "cuda" else 64)
+                pipe = DiMSUMPipeline(ema, limits=Limits(max_images=1024, max_work=float("inf")))
+                res = evaluator(pipe, batch_size=512 if dev.type == "cuda" else 64)
             res.update(step=step, seconds=round(wall + time.perf_counter() - t0, 1))
             with open(out / "eval.jsonl", "a") as f:
                 f.write(json.dumps(res) + "\n")

@@ -28,7 +28,7 @@ def assert_pass_rule(ours: torch.Tensor, official: torch.Tensor, name: str) -> N
     assert ours.shape == official.shape, (
         f"{name}: shape {tuple(ours.shape)} vs {tuple(official.shape)}"
     )
-    err = (ours.float() - official.float()).abs().max().item()
+    err = (ours.float().cpu() - official.float()).abs().max().item()
     bound = 1e-4 * max(1.0, official.abs().max().item())
     assert err <= bound, f"{name}: max abs error {err:.3e} > {bound:.3e}"
 
