@@ -168,10 +168,13 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Sample `num_samples` images and report metrics plus the real-vs-real reference."""
     from .pipeline import DiMSUMPipeline
+    from .validation import Limits
 
     info = D.setup(device)  # under torchrun: one process per GPU, samples sharded
     dev = info.device
-    pipe = DiMSUMPipeline.from_pretrained(checkpoint, device=dev)
+    # Evaluation batches are ours to choose: lift the per-request limits meant for public servers.
+    limits = Limits(max_images=max(batch_size, 1), max_work=float("inf"))
+    pipe = DiMSUMPipeline.from_pretrained(checkpoint, device=dev, limits=limits)
     ev = Evaluator(num_samples=num_samples, classifier=classifier, data=data, device=dev, seed=seed)
     out = {
         "checkpoint": str(checkpoint),
