@@ -41,6 +41,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from ..config import EMOJI_CATEGORIES
+
 __all__ = [
     "CATEGORIES",
     "DROPPED_CATEGORIES",
@@ -69,17 +71,7 @@ EMOJI_DATASOURCE_URL = (
 EMOJI_DATASOURCE_INTEGRITY = "sha512-/qHKqK5Nr3+8zhgO6kHmF43Fm5C8HNn0AaFRIpgw8HF3+uF0Vfc8jgLI1ZQS5ba1vBzksS8NBCjHejwLb2D/Sg=="
 
 # Label order is fixed: label i <-> CATEGORIES[i] (sorted names of emoji.json categories).
-CATEGORIES: list[str] = [
-    "Activities",
-    "Animals & Nature",
-    "Flags",
-    "Food & Drink",
-    "Objects",
-    "People & Body",
-    "Smileys & Emotion",
-    "Symbols",
-    "Travel & Places",
-]
+CATEGORIES: list[str] = list(EMOJI_CATEGORIES)  # defined once, in dimsum.config
 DROPPED_CATEGORIES: tuple[str, ...] = ("Component",)  # bare skin-tone / hair swatches
 # Style index <-> emoji set. Never add apple / facebook (no usable licence).
 STYLES: list[str] = ["google", "twitter"]
