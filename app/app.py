@@ -1,0 +1,86 @@
+"""DiMSUM explorer — generate images with DiMSUM and see how it works.
+
+    python app/app.py                         # the embedded emoji model (checkpoints/)
+    python app/app.py --checkpoint DIR        # any checkpoint (or DIMSUM_CHECKPOINT=DIR)
+    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=7860 python app/app.py
+
+This file is the Hugging Face Spaces `app_file`. It makes `dimsum` (and the `app` package)
+importable by itself, because Spaces runs it as a script and ignores pyproject.toml, and it
+sets the offline/privacy environment before gradio is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Must come before any gradio / huggingface_hub import: no analytics pings, and no hub
+# requests unless the app is explicitly online (Spaces, --online or DIMSUM_ONLINE=1).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path[:1]:
+    # Run as a script, sys.path[0] is app/, where `import app` would find this file rather
+    # than the package; the repository root must come first.
+    sys.path.insert(0, str(_ROOT))
+_online = (
+    "--online" in sys.argv
+    or os.environ.get("DIMSUM_ONLINE", "").lower() in ("1", "true", "yes")
+    or bool(os.environ.get("SPACE_ID"))
+)
+if not _online:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("DIFFUSERS_OFFLINE", "1")
+
+import logging  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from app.config import AppConfig, parse_args  # noqa: E402
+from app.explorer import Explorer  # noqa: E402
+from app.theme import CSS, make_theme  # noqa: E402
+from app.ui import build_ui  # noqa: E402
+
+
+def build_demo(config: AppConfig) -> gr.Blocks:
+    """The queued Blocks app for a config (tests and benchmarks call this directly)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    explorer = Explorer(config)
+    demo = build_ui(explorer)
+    demo.dimsum_explorer = explorer  # type: ignore[attr-defined] - for tests and benchmarks
+    # Bounded queue: when full, new visitors get gradio's "This application is currently busy"
+    # message instead of waiting forever; views run with a default concurrency of 4.
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=4)
+    return demo
+
+
+def launch_kwargs(config: AppConfig) -> dict:
+    """launch() arguments. Host/port stay None unless given, so gradio reads
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT itself."""
+    return dict(
+        server_name=config.server_name,
+        server_port=config.server_port,
+        share=False,
+        theme=make_theme(),
+        css=CSS,
+        show_error=False,  # our handlers raise gr.Error with clean messages; never tracebacks
+        footer_links=["api", "settings"],
+        max_file_size="20mb",
+        state_session_capacity=2000,
+        ssr_mode=False,  # no Node server: the page is served by Python only
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = parse_args(argv)
+    build_demo(config).launch(**launch_kwargs(config))
+
+
+if __name__ == "__main__":
+    main()

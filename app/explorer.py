@@ -1,0 +1,492 @@
+"""Event handlers: validation, generation, and every view, reading one run record per session.
+
+`Explorer` holds what all sessions share (the model registry, the run store); per-session
+data arrives as the `SessionState` argument and leaves as a returned value. Every handler
+validates its inputs first (cheap), so a bad request never reaches the model.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+
+from dimsum.pipeline import DiMSUMPipeline, read_png_settings, save_png
+from dimsum.validation import MAX_SEED, SAMPLERS, InputError, check_choice, check_float, check_int
+
+from . import share
+from .config import AppConfig
+from .models import (
+    DEMO_KEY,
+    ModelRegistry,
+    ModelUnavailable,
+    class_labels,
+    model_summary,
+    resolve_class,
+)
+from .render import fit_factor, pair_frame
+from .sampling import Done, Preview, Request, gpu_generate, gpu_stream, register_pipeline_source
+from .state import RunExpired, RunRecord, RunStore, SessionState, build_record, plan_trace
+from .views import architecture, branches, evidence, scans, trajectory, wavelets
+
+DEFAULTS = {"steps": 20, "sampler": "heun", "guidance": 4.0, "images": 4, "seed": "0"}
+SAMPLER_CHOICES = [
+    ("Heun (2 evaluations / step)", "heun"),
+    ("Euler (1 / step)", "euler"),
+    ("dopri5 (adaptive, official)", "dopri5"),
+]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A validated generate request, with what the UI needs to label it."""
+
+    request: Request
+    class_index: int
+    class_label: str
+    seed: int
+    num_images: int
+    records: int  # number of recorded steps
+
+
+def _slug(text_: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text_.lower()).strip("-")[:40] or "class"
+
+
+def _seed(value: Any, num_images: int) -> int:
+    hi = MAX_SEED - (num_images - 1)
+    if isinstance(value, str) and value.strip() == "":
+        raise InputError("seed: enter a whole number (or press the dice for a random one)")
+    return check_int("seed", value, 0, hi)
+
+
+class Explorer:
+    """Shared state of the app and all its handlers."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.registry = ModelRegistry(config)
+        self.store = RunStore(config.run_memory_mb * 2**20)
+        self.source = register_pipeline_source(self.registry.get)
+        self.notes: list[str] = []
+        self.default_key = self.registry.default_key
+        try:
+            self.registry.get(self.default_key)
+        except ModelUnavailable as err:
+            self.notes.append(f"⚠️ {err}")
+            self.default_key = DEMO_KEY
+            self.registry.get(DEMO_KEY)
+        if self.default_key == DEMO_KEY and "embedded" in self.registry.problems:
+            self.notes.append(
+                "⚠️ "
+                + self.registry.problems["embedded"]
+                + " Showing an untrained architecture demo meanwhile."
+            )
+        # Draw the scan orders of the 4-layer cycle in the background (matplotlib takes ~1 s
+        # per figure; afterwards switching layers is instant).
+        threading.Thread(target=self._prerender_scans, daemon=True, name="dimsum-scans").start()
+        self.curves_error: str | None = None
+        try:
+            self.curves = evidence.load_curves(config.ablation_curves)
+        except evidence.CurvesError as err:
+            self.curves, self.curves_error = None, str(err)
+
+    def _prerender_scans(self) -> None:
+        model = self.registry.get(self.default_key).model
+        for layer in range(min(4, model.config.depth)):
+            scans.render(model, layer)
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def new_session(self) -> SessionState:
+        return SessionState(model_key=self.default_key)
+
+    def pipe_for(self, session: SessionState) -> DiMSUMPipeline:
+        return self.registry.get(session.model_key)
+
+    def run_for(self, session: SessionState | None) -> RunRecord:
+        if not isinstance(session, SessionState):
+            raise RunExpired("no run yet: press Generate first")
+        return self.store.get(session.run_id)
+
+    def validate_generation(
+        self,
+        pipe: DiMSUMPipeline,
+        class_value: Any,
+        seed: Any,
+        steps: Any,
+        sampler: Any,
+        guidance: Any,
+        images: Any,
+    ) -> Generation:
+        lim = pipe.limits
+        n = check_int("number of images", images, 1, lim.max_images)
+        method = check_choice("sampler", sampler, SAMPLERS)
+        num_steps = check_int("steps", steps, 2 if method == "dopri5" else 1, lim.max_steps)
+        cfg = check_float("guidance scale", guidance, 0.0, lim.max_cfg)
+        seed_ = _seed(seed, n)
+        cls = resolve_class(pipe, class_value)
+        seeds = [seed_ + i for i in range(n)]
+        pipe.validate([cls], seeds, cfg, num_steps, method, "gvp")  # the work limit
+        records = num_steps if method == "dopri5" else num_steps + 1
+        cfg_m = pipe.config
+        steps_, blocks_ = plan_trace(records, n, cfg_m.num_tokens, cfg_m.hidden_size, cfg_m.depth)
+        req = Request([cls] * n, seeds, cfg, num_steps, method, steps_, blocks_)
+        return Generation(req, cls, class_labels(pipe)[cls], seed_, n, records)
+
+    def model_updates(self, key: str, class_value: Any = None) -> list[Any]:
+        """Values for everything that depends on the session's model (see ui.MODEL_OUTPUTS)."""
+        pipe = self.registry.get(key)
+        labels = class_labels(pipe)
+        try:
+            label = labels[resolve_class(pipe, class_value)] if class_value is not None else None
+        except InputError:
+            label = None
+        if label is None:
+            label = "Smileys & Emotion" if "Smileys & Emotion" in labels else labels[0]
+        layers = scans.layer_choices(pipe.model)
+        scan_img, scan_text = scans.render(pipe.model, 0)
+        info = model_summary(pipe)
+        if key == DEMO_KEY:
+            info += "  \n⚠️ *Untrained weights: images will look like coloured noise; every view still shows the real architecture at work.*"
+        return [
+            gr.update(choices=self.registry.choices(), value=key),
+            gr.update(choices=labels, value=label, interactive=pipe.config.num_classes > 1),
+            info,
+            gr.update(choices=layers, value=0),
+            scans.strip_html(pipe.model, 0),
+            scan_img or None,
+            scan_text,
+            architecture.diagram_svg(pipe.config),
+        ]
+
+    # ---- model and settings handlers -------------------------------------------------------
+    def on_load(self, session: SessionState, request: gr.Request) -> list[Any]:
+        """Page load: prefill controls from URL query parameters (invalid ones are reported)."""
+        session = session if isinstance(session, SessionState) else self.new_session()
+        params = dict(request.query_params) if request is not None else {}
+        parsed = (
+            share.parse_mapping(params, self.config.limits) if params else share.ParsedSettings()
+        )
+        problems = list(parsed.problems)
+        key = session.model_key
+        wanted = parsed.values.get("model")
+        if wanted:
+            if wanted in self.registry.sources:
+                try:
+                    self.registry.get(wanted)
+                    key = wanted
+                except ModelUnavailable as err:
+                    problems.append(str(err))
+            else:
+                problems.append(f"model={wanted[:60]!r} is not offered here")
+        if problems:
+            gr.Warning("Some link settings were not used: " + "; ".join(problems)[:500])
+        session = replace(session, model_key=key)
+        v = parsed.values
+        return [session, *self.model_updates(key, v.get("class")), *self._control_values(v)]
+
+    def _control_values(self, v: dict[str, Any]) -> list[Any]:
+        """seed, steps, sampler, guidance, images: the parsed value or unchanged."""
+        return [
+            str(v["seed"]) if "seed" in v else gr.skip(),
+            v.get("steps", gr.skip()),
+            v.get("sampler", gr.skip()),
+            v.get("guidance", gr.skip()),
+            v.get("images", gr.skip()),
+        ]
+
+    def select_model(self, key: Any, session: SessionState, class_value: Any) -> list[Any]:
+        if not isinstance(key, str) or key not in self.registry.sources:
+            raise InputError(f"model={str(key)[:60]!r}: unknown model; pick one from the list")
+        if not self.registry.loaded(key):
+            gr.Info("Loading the model…")
+        updates = self.model_updates(key, class_value)  # loads it (or raises a clean error)
+        return [replace(session, model_key=key), *updates]
+
+    def load_custom(self, spec: Any, session: SessionState, class_value: Any) -> list[Any]:
+        source = self.registry.add_custom(spec)
+        return self.select_model(source.key, session, class_value)
+
+    def load_settings(self, session: SessionState, text_: Any) -> list[Any]:
+        parsed = share.parse_text(text_, self.config.limits)
+        return self._apply_settings(session, parsed)
+
+    def load_png(self, session: SessionState, file: Any) -> list[Any]:
+        path = file if isinstance(file, str) else getattr(file, "name", None)
+        if not path or not Path(path).is_file():
+            raise InputError("settings: upload a PNG saved by this app")
+        if Path(path).stat().st_size > 20 * 2**20:
+            raise InputError("settings: file too large for a PNG made by this app")
+        try:
+            data = read_png_settings(path)
+        except (OSError, ValueError) as err:
+            raise InputError(
+                f"settings: cannot read settings from this file ({str(err)[:120]})"
+            ) from None
+        if not isinstance(data, dict):
+            raise InputError("settings: the PNG's settings are not a JSON object")
+        parsed = share.parse_mapping(data, self.config.limits)
+        if not parsed.values:
+            raise InputError("settings: nothing usable in this PNG's settings")
+        return self._apply_settings(session, parsed)
+
+    def _apply_settings(self, session: SessionState, parsed: share.ParsedSettings) -> list[Any]:
+        problems = list(parsed.problems)
+        key = session.model_key
+        wanted = parsed.values.get("model")
+        if wanted and wanted != key:
+            if wanted in self.registry.sources:
+                try:
+                    self.registry.get(wanted)
+                    key = wanted
+                except ModelUnavailable as err:
+                    problems.append(str(err))
+            elif wanted != self.registry.get(key).name:
+                problems.append(
+                    f"made with model {wanted[:60]!r}, which is not loaded here: using the current model"
+                )
+        if problems:
+            gr.Warning("; ".join(problems)[:500])
+        else:
+            gr.Info("Settings loaded: press Generate to reproduce the run.")
+        return [
+            replace(session, model_key=key),
+            *self.model_updates(key, parsed.values.get("class")),
+            *self._control_values(parsed.values),
+        ]
+
+    @staticmethod
+    def random_seed() -> str:
+        return str(secrets.randbelow(2**31))
+
+    # ---- generation --------------------------------------------------------------------------
+    def generate(
+        self,
+        session: SessionState,
+        class_value: Any,
+        seed: Any,
+        steps: Any,
+        sampler: Any,
+        guidance: Any,
+        images: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's injection idiom
+    ) -> Iterator[list[Any]]:
+        """Stream previews while sampling, then the final images, files and settings."""
+        if not isinstance(session, SessionState):
+            session = self.new_session()
+        key = session.model_key
+        pipe = self.registry.get(key)
+        gen = self.validate_generation(pipe, class_value, seed, steps, sampler, guidance, images)
+        skip = gr.skip()
+        out = None
+        started = time.perf_counter()
+        progress(0, desc="Waiting for the model…")
+        for event in gpu_stream(self.source, key, gen.request):
+            if isinstance(event, Preview):
+                progress(
+                    (event.step + 1, event.total),
+                    desc=f"Sampling: step {event.step} of {event.total - 1} (t = {event.t:.2f})",
+                )
+                frame = pair_frame(
+                    event.xt_rgb, event.x1_rgb, fit_factor(event.xt_rgb.shape[1], 96)
+                )
+                yield [
+                    frame,
+                    skip,
+                    skip,
+                    f"Sampling… step {event.step} / {event.total - 1}, t = {event.t:.2f}",
+                    skip,
+                    skip,
+                    skip,
+                ]
+            elif isinstance(event, Done):
+                out = event.output
+        if out is None:  # stopped before anything was produced
+            yield [skip, skip, skip, "Stopped.", skip, skip, skip]
+            return
+        progress(1.0, desc="Preparing the views…")
+        record = build_record(
+            out,
+            model_key=key,
+            class_label=gen.class_label,
+            space=pipe.config.space,
+            traced_steps=gen.request.trace_steps,
+            traced_blocks=gen.request.trace_blocks,
+        )
+        record.settings.update(class_label=gen.class_label, model_key=key)
+        paths = []
+        for i, img in enumerate(out.images):
+            name = f"dimsum_{_slug(gen.class_label)}_seed{gen.seed + i}.png"
+            paths.append(str(save_png(img, record.folder / name, out.settings, index=i)))
+        record.png_paths = paths
+        self.store.add(record, replaces=session.run_id)
+        elapsed = time.perf_counter() - started
+        method_name = dict((v, k.split(" (")[0]) for k, v in SAMPLER_CHOICES)[gen.request.method]
+        status = (
+            f"**{gen.num_images} image{'s' if gen.num_images > 1 else ''}** of *{gen.class_label}* · "
+            f"{method_name}, {gen.request.num_steps} steps, guidance {gen.request.guidance_scale:g} · "
+            f"{record.nfe} network evaluations · sampling {out.seconds:.2f} s, total {elapsed:.2f} s "
+            f"({'GPU' if torch.cuda.is_available() else 'CPU'})"
+        )
+        captions = [(p, f"seed {s}") for p, s in zip(paths, gen.request.seeds, strict=True)]
+        final = trajectory.frame(record, record.num_steps - 1)
+        settings_text = share.settings_json(
+            key,
+            pipe.name,
+            gen.class_label,
+            gen.seed,
+            gen.request.num_steps,
+            gen.request.method,
+            gen.request.guidance_scale,
+            gen.num_images,
+        )
+        query = share.query_string(
+            key,
+            self.default_key,
+            gen.class_label,
+            gen.seed,
+            gen.request.num_steps,
+            gen.request.method,
+            gen.request.guidance_scale,
+            gen.num_images,
+        )
+        yield [
+            final,
+            captions,
+            paths,
+            status,
+            settings_text,
+            query,
+            replace(session, run_id=record.run_id),
+        ]
+
+    # ---- views -------------------------------------------------------------------------------
+    def refresh_views(self, session: SessionState) -> list[Any]:
+        """After a run: reset every view's controls to the new run and draw the defaults."""
+        rec = self.run_for(session)
+        last = rec.num_steps - 1
+        images = [(f"image {i + 1} (seed {s})", i) for i, s in enumerate(rec.settings["seeds"])]
+        blocks = [(f"block {b}", b) for b in rec.traced_blocks]
+        steps = [(f"step {s} (t = {rec.t[s]:.2f})", s) for s in rec.traced_steps]
+        mid_block = rec.traced_blocks[len(rec.traced_blocks) // 2]
+        branch_step = rec.traced_steps[len(rec.traced_steps) // 2]
+        frame, caption = self.trajectory_view(session, last)
+        wl = self.wavelet_view(session, "final", last, mid_block, 0, "haar", "meanabs")
+        br = self.branches_view(session, branch_step, mid_block, 0)
+        return [
+            gr.update(maximum=last, value=last),
+            frame,
+            caption,
+            trajectory.curves_figure(rec),
+            gr.update(value=None, visible=False),
+            gr.update(maximum=last, value=last),
+            gr.update(choices=blocks, value=mid_block),
+            gr.update(choices=images, value=0),
+            gr.update(value="final"),
+            *wl,
+            gr.update(choices=steps, value=branch_step),
+            gr.update(choices=blocks, value=mid_block),
+            gr.update(choices=images, value=0),
+            *br,
+        ]
+
+    def _step(self, rec: RunRecord, step: Any) -> int:
+        return check_int("step", step, 0, rec.num_steps - 1)
+
+    def _image(self, rec: RunRecord, image: Any) -> int:
+        return check_int("image", image, 0, rec.num_images - 1)
+
+    def _block(self, rec: RunRecord, block: Any) -> int:
+        b = check_int("block", block, 0, 10_000)
+        if b not in rec.traced_blocks:
+            raise InputError(
+                f"block={b}: not traced in this run; traced blocks: {rec.traced_blocks}"
+            )
+        return b
+
+    def trajectory_view(self, session: SessionState, step: Any) -> tuple[str, str]:
+        rec = self.run_for(session)
+        s = self._step(rec, step)
+        return trajectory.frame_path(rec, s), trajectory.caption(rec, s)
+
+    def trajectory_plot(self, session: SessionState) -> Any:
+        return trajectory.curves_figure(self.run_for(session))
+
+    def export_gif(self, session: SessionState) -> str:
+        return trajectory.export_gif(self.run_for(session))
+
+    def export_npz(self, session: SessionState) -> str:
+        return trajectory.export_npz(self.run_for(session))
+
+    def wavelet_view(
+        self,
+        session: SessionState,
+        source: Any,
+        step: Any,
+        block: Any,
+        image: Any,
+        wave: Any,
+        mode: Any,
+    ) -> tuple[str, str, Any, str]:
+        rec = self.run_for(session)
+        src = check_choice("source", source, tuple(wavelets.SOURCES))
+        s = self._step(rec, step)
+        b = self._block(rec, block)
+        i = self._image(rec, image)
+        w = wavelets.check_wave(wave)
+        m = check_choice("display", mode, tuple(wavelets.FREQ_MODES))
+        return wavelets.render(rec, src, s, b, i, w, m)
+
+    def branches_view(self, session: SessionState, step: Any, block: Any, image: Any) -> list[Any]:
+        rec = self.run_for(session)
+        s = self._step(rec, step)
+        b = self._block(rec, block)
+        i = self._image(rec, image)
+        paths, fig, caption = branches.render(rec, s, b, i)
+        return [*paths, fig, caption]
+
+    def scan_view(self, session: SessionState, layer: Any) -> tuple[str, str | None, str]:
+        pipe = self.pipe_for(session)
+        lay = check_int("layer", layer, 0, pipe.config.depth - 1)
+        img, desc = scans.render(pipe.model, lay)
+        return scans.strip_html(pipe.model, lay), img or None, desc
+
+    # ---- evidence ----------------------------------------------------------------------------
+    def compare_variants(
+        self,
+        class_value: Any,
+        seed: Any,
+        steps: Any,
+        sampler: Any,
+        guidance: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple[list[tuple[np.ndarray, str]], Any, str]:
+        """The same seed and class from every ablation variant, one image each."""
+        keys = [k for k in self.registry.sources if k.startswith("ablation:")]
+        if not keys:
+            raise InputError("no ablation variants are installed (checkpoints/ablation/<variant>/)")
+        results: dict[str, np.ndarray] = {}
+        lines = []
+        for j, key in enumerate(keys):
+            progress((j, len(keys)), desc=f"Variant {key.split(':', 1)[1]}")
+            pipe = self.registry.get(key)
+            gen = self.validate_generation(pipe, class_value, seed, steps, sampler, guidance, 1)
+            start = time.perf_counter()
+            out = gpu_generate(self.source, key, gen.request)
+            name = key.split(":", 1)[1]
+            results[name] = out.array
+            lines.append(
+                f"| {name} | {pipe.model.num_parameters() / 1e6:.2f} M | {time.perf_counter() - start:.2f} s |"
+            )
+        gallery = [(arr[0], name) for name, arr in results.items()]
+        table = "| variant | parameters | time |\n| --- | --- | --- |\n" + "\n".join(lines)
+        return gallery, evidence.spectra_figure(results), table

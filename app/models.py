@@ -1,0 +1,283 @@
+"""Which models the app offers, loading them (once, shared by sessions), and their class lists.
+
+A *source* is what a user picks: the embedded emoji model, a `--checkpoint`, the ablation
+variants, the released ImageNet model on the hub, an architecture demo with random weights, or
+a path / hub id typed in the UI. Loaded pipelines are cached (LRU, a few at most) and shared by
+all sessions; each session only remembers the key of the model it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+import dimsum
+from dimsum.checkpoints import CheckpointError
+from dimsum.pipeline import DiMSUMPipeline, VAEUnavailableError
+from dimsum.validation import InputError
+
+from .config import DEFAULT_CHECKPOINT, OFFICIAL_IMAGENET_HUB_ID, REPO_ROOT, AppConfig
+
+log = logging.getLogger(__name__)
+
+IMAGENET_NAMES_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.txt"
+DEMO_KEY = "demo:emoji-XS-random"
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+class ModelUnavailable(RuntimeError):
+    """A model cannot be used now; the message says what is missing and how to provide it."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    key: str  # stable id used in session state, settings JSON and URLs
+    label: str  # what the dropdown shows
+    spec: str  # path or hub id ("" for the random demo model)
+    note: str = ""
+
+
+@lru_cache(maxsize=1)
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in class-index order (see app/data/README.md)."""
+    names = []
+    for line in IMAGENET_NAMES_FILE.read_text().splitlines():
+        if line.strip():
+            _, lemmas = line.split("\t", 1)
+            names.append(lemmas.strip())
+    assert len(names) == 1000, len(names)
+    return names
+
+
+def class_labels(pipe: DiMSUMPipeline) -> list[str]:
+    """One display name per class: the model's own names, ImageNet names, or plain indices."""
+    cfg = pipe.config
+    if cfg.class_names:
+        return list(cfg.class_names)
+    if cfg.num_classes == 1000:
+        return [f"{i}: {n.split(',')[0]}" for i, n in enumerate(imagenet_class_names())]
+    if cfg.num_classes == 1:
+        return ["(unconditional)"]
+    return [f"class {i}" for i in range(cfg.num_classes)]
+
+
+def resolve_class(pipe: DiMSUMPipeline, value: object) -> int:
+    """A class index from an index, a numeric string, a class name or a dropdown label."""
+    labels = class_labels(pipe)
+    if isinstance(value, str):
+        text = value.strip()
+        lowered = {label.lower(): i for i, label in enumerate(labels)}
+        if text.lower() in lowered:
+            return lowered[text.lower()]
+        if pipe.config.num_classes == 1000:  # any ImageNet synonym ("golden retriever")
+            for i, lemmas in enumerate(imagenet_class_names()):
+                if text.lower() in (s.strip().lower() for s in lemmas.split(",")):
+                    return i
+        m = re.fullmatch(r"(\d{1,4})(?::.*)?", text)
+        if m:
+            value = int(m.group(1))
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"class={_short(value)}: choose one of the {len(labels)} classes")
+    if isinstance(value, float) and (value != value or value != int(value)):
+        raise InputError(f"class={_short(value)}: choose one of the {len(labels)} classes")
+    try:
+        index = int(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"class={_short(value)}: unknown class; choose one of the {len(labels)} classes "
+            f"(a name such as {labels[0]!r} or an index 0..{len(labels) - 1})"
+        ) from None
+    if not 0 <= index < len(labels):
+        raise InputError(f"class={index}: must be an index in [0, {len(labels) - 1}]")
+    return index
+
+
+def _short(value: object, n: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def random_demo_model(preset: str = "emoji-XS", seed: int = 0) -> dimsum.DiMSUM:
+    """An untrained model with small random weights everywhere (the official init zeroes the
+    output layer, which would make every image pure noise); for exploring the architecture."""
+    torch.manual_seed(seed)
+    model = dimsum.build_model(preset)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    model.config.name = f"{preset} (random weights)"
+    return model.eval()
+
+
+class ModelRegistry:
+    """The sources on offer and an LRU cache of loaded pipelines (thread-safe)."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self._loaded: OrderedDict[str, DiMSUMPipeline] = OrderedDict()
+        self._lock = threading.Lock()
+        self.sources: dict[str, ModelSource] = {}
+        self.problems: dict[str, str] = {}  # source key -> why it is unavailable (startup)
+        self._discover()
+
+    # ---- sources --------------------------------------------------------------------------
+    def _discover(self) -> None:
+        cfg = self.config
+        if cfg.checkpoint:
+            self._add(
+                ModelSource(
+                    f"checkpoint:{cfg.checkpoint}", _label_for(cfg.checkpoint), cfg.checkpoint
+                )
+            )
+        if (DEFAULT_CHECKPOINT / "model.safetensors").is_file():
+            self._add(
+                ModelSource(
+                    "embedded", "Emoji model (embedded, checkpoints/)", str(DEFAULT_CHECKPOINT)
+                )
+            )
+        else:
+            self.problems["embedded"] = (
+                f"the embedded emoji model is missing: {DEFAULT_CHECKPOINT / 'model.safetensors'} "
+                "does not exist. Train one (`dimsum train ...`, see README) or start the app with "
+                "--checkpoint PATH / DIMSUM_CHECKPOINT=PATH."
+            )
+        for folder in self.ablation_folders():
+            self._add(
+                ModelSource(
+                    f"ablation:{folder.name}", f"Ablation variant: {folder.name}", str(folder)
+                )
+            )
+        self._add(
+            ModelSource(
+                f"hub:{OFFICIAL_IMAGENET_HUB_ID}",
+                "DiM-L/2 ImageNet 256 (released weights + SD VAE)",
+                OFFICIAL_IMAGENET_HUB_ID,
+                note="1.8 GB download and a VAE; slow on a CPU",
+            )
+        )
+        self._add(ModelSource(DEMO_KEY, "Architecture demo: emoji-XS with random weights", ""))
+
+    def _add(self, source: ModelSource) -> None:
+        self.sources.setdefault(source.key, source)
+
+    def ablation_folders(self) -> list[Path]:
+        root = self.config.ablation_checkpoints
+        if not root.is_dir():
+            return []
+        return sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.safetensors")))
+
+    @property
+    def default_key(self) -> str:
+        for key in self.sources:
+            if not key.startswith("hub:") and key != DEMO_KEY:
+                return key
+        return DEMO_KEY
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(s.label, s.key) for s in self.sources.values()]
+
+    def add_custom(self, spec: object) -> ModelSource:
+        """A source for a path or hub id typed by a user (validated, not yet loaded)."""
+        if not self.config.allow_custom_models:
+            raise ModelUnavailable(
+                "this server only serves its listed models (custom models are off)"
+            )
+        if not isinstance(spec, str) or not spec.strip():
+            raise InputError("checkpoint: enter a local folder/file path or a hub id (owner/name)")
+        spec = spec.strip()
+        if len(spec) > 512 or any(ord(c) < 32 for c in spec):
+            raise InputError("checkpoint: not a valid path or hub id")
+        path = Path(spec).expanduser()
+        if path.exists():
+            resolved = str(path.resolve())
+            key = f"path:{resolved}"
+            source = ModelSource(key, _label_for(resolved), resolved)
+        elif _HUB_ID.fullmatch(spec) and not spec.startswith((".", "/")):
+            source = ModelSource(f"hub:{spec}", f"Hub: {spec}", spec)
+        else:
+            raise InputError(
+                f"checkpoint {_short(spec, 80)}: no such file or folder here, and not a hub id (owner/name)"
+            )
+        self._add(source)
+        return self.sources[source.key]
+
+    # ---- loading --------------------------------------------------------------------------
+    def get(self, key: object) -> DiMSUMPipeline:
+        """The loaded pipeline for a source key (loads it on first use)."""
+        if not isinstance(key, str) or key not in self.sources:
+            raise InputError(f"model={_short(key)}: unknown model; pick one from the list")
+        with self._lock:  # one load at a time; loads are rare and memory-heavy
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            pipe = self._load(self.sources[key])
+            self._loaded[key] = pipe
+            # Room for the default model and every ablation variant (small, compared together).
+            capacity = max(self.config.max_loaded_models, 1 + len(self.ablation_folders()))
+            while len(self._loaded) > capacity:
+                old, _ = self._loaded.popitem(last=False)
+                log.info("unloaded model %s", old)
+            return pipe
+
+    def loaded(self, key: str) -> bool:
+        return key in self._loaded
+
+    def _load(self, source: ModelSource) -> DiMSUMPipeline:
+        cfg = self.config
+        if source.key == DEMO_KEY:
+            return DiMSUMPipeline(random_demo_model(), limits=cfg.limits, name="emoji-XS-random")
+        if source.spec.count("/") == 1 and not Path(source.spec).exists() and not cfg.online:
+            # Offline: only a hub download already in the local cache can work.
+            hint = (
+                "the app runs offline (start it with --online or DIMSUM_ONLINE=1 on a machine "
+                "with internet), or download the files elsewhere "
+                f"(`huggingface-cli download {source.spec} --local-dir DIR`) and load DIR"
+            )
+        else:
+            hint = ""
+        try:
+            pipe = DiMSUMPipeline.from_pretrained(
+                source.spec, device=cfg.device, vae=cfg.vae, limits=cfg.limits
+            )
+        except VAEUnavailableError as err:
+            raise ModelUnavailable(f"{source.label}: the weights loaded but {err}") from None
+        except CheckpointError as err:
+            msg = f"{source.label}: {err}"
+            raise ModelUnavailable(
+                msg + (f" — {hint}" if hint and hint not in msg else "")
+            ) from None
+        except (OSError, ValueError, RuntimeError) as err:
+            raise ModelUnavailable(
+                f"{source.label}: cannot load ({type(err).__name__}: {str(err)[:300]})"
+            ) from None
+        log.info("loaded model %s (%s)", source.key, pipe.name)
+        return pipe
+
+
+def _label_for(spec: str) -> str:
+    path = Path(spec)
+    try:
+        shown = str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        shown = spec
+    return f"Checkpoint: {shown}"
+
+
+def model_summary(pipe: DiMSUMPipeline) -> str:
+    """One line about a loaded model, for the header."""
+    cfg = pipe.config
+    params = pipe.model.num_parameters() / 1e6
+    space = "pixel space" if cfg.space == "pixel" else "SD-VAE latent space"
+    return (
+        f"**{pipe.name}** · {params:.1f} M parameters · {cfg.depth} blocks of width "
+        f"{cfg.hidden_size} · {cfg.input_size}×{cfg.input_size} {space} · "
+        f"{cfg.grid_size}×{cfg.grid_size} tokens · {cfg.num_classes} classes"
+    )

@@ -1,0 +1,149 @@
+"""Helpers for the app's tests and benchmark: a small random checkpoint and a local server.
+
+    ckpt = make_checkpoint(tmp_dir, "emoji-XS")
+    server = start_server(AppConfig(checkpoint=str(ckpt)))   # 127.0.0.1, a free port
+    Client(server.url) ...
+    server.close()
+
+`shared_server()` starts one server per process and reuses it across test modules (pytest has
+no session fixture across modules without a conftest, which belongs to another owner).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+import dimsum  # noqa: E402
+from dimsum.config import DiMSUMConfig  # noqa: E402
+
+from .config import AppConfig  # noqa: E402
+
+
+def make_checkpoint(
+    folder: str | Path, preset: str | DiMSUMConfig = "emoji-XS", seed: int = 0
+) -> Path:
+    """Save a randomly initialised model with small random weights everywhere (the official
+    init zeroes the output layer, which would make every image equal to its noise)."""
+    torch.manual_seed(seed)
+    model = dimsum.build_model(preset)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    demo: object
+    explorer: object
+    folders: list[Path] = field(default_factory=list)
+
+    def close(self) -> None:
+        try:
+            self.demo.close()  # type: ignore[attr-defined]
+        finally:
+            for f in self.folders:
+                shutil.rmtree(f, ignore_errors=True)
+
+
+def start_server(config: AppConfig, folders: list[Path] | None = None) -> Server:
+    """Launch the app in this process (background threads) on 127.0.0.1 and a free port."""
+    from .app import build_demo, launch_kwargs
+
+    config.server_name = "127.0.0.1"
+    config.server_port = free_port()
+    demo = build_demo(config)
+    kwargs = launch_kwargs(config)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
+    explorer = getattr(demo, "dimsum_explorer", None)
+    return Server(url=url, demo=demo, explorer=explorer, folders=list(folders or []))
+
+
+_SHARED: Server | None = None
+
+
+def shared_server() -> Server:
+    """One server per test process: emoji-XS random checkpoint + two ablation variants and a
+    curves file, so every tab has content."""
+    global _SHARED
+    if _SHARED is None:
+        root = Path(tempfile.mkdtemp(prefix="dimsum-app-test-"))
+        # DIMSUM_APP_TEST_CHECKPOINT: use a real model instead (e.g. for screenshots).
+        ckpt = os.environ.get("DIMSUM_APP_TEST_CHECKPOINT") or make_checkpoint(
+            root / "model", "emoji-XS"
+        )
+        ablation = root / "ablation"
+        make_checkpoint(ablation / "dimsum", "emoji-XS", seed=1)
+        make_checkpoint(
+            ablation / "spatial-only",
+            DiMSUMConfig.from_dict(
+                {
+                    **dimsum.get_preset("emoji-XS").to_dict(),
+                    "block_type": "spatial",
+                    "name": "spatial-only",
+                }
+            ),
+            seed=2,
+        )
+        curves = root / "curves.json"
+        curves.write_text(example_curves())
+        config = AppConfig(
+            checkpoint=str(ckpt),
+            ablation_checkpoints=ablation,
+            ablation_curves=curves,
+            threads=int(os.environ.get("DIMSUM_TEST_THREADS", "1")),
+            queue_size=64,
+        )
+        _SHARED = start_server(config, folders=[root])
+        atexit.register(_SHARED.close)
+    return _SHARED
+
+
+def example_curves() -> str:
+    """A small curves.json in the documented format (for tests and screenshots)."""
+    import json
+    import math
+
+    steps = [0, 1000, 2000, 3000, 4000]
+    variants = {}
+    for k, (name, params) in enumerate(
+        (("dimsum", 3977484), ("spatial-only", 3950000), ("attention", 3990000))
+    ):
+        variants[name] = {
+            "params": params,
+            "eval_steps": steps,
+            "fd_emoji": [60 / (1 + s / 900) + 4 * k for s in steps],
+            "precision": [0.2 + 0.5 * (1 - math.exp(-s / 1500)) - 0.03 * k for s in steps],
+            "recall": [0.1 + 0.4 * (1 - math.exp(-s / 2000)) - 0.02 * k for s in steps],
+            "accuracy": [0.11 + 0.7 * (1 - math.exp(-s / 1200)) - 0.05 * k for s in steps],
+            "loss_steps": list(range(0, 4001, 250)),
+            "loss": [0.5 * math.exp(-i / 6) + 0.2 + 0.01 * k for i in range(17)],
+        }
+    return json.dumps(
+        {
+            "variants": variants,
+            "hardware": "example numbers for tests (not measured)",
+            "note": "synthetic",
+        }
+    )

@@ -1,0 +1,141 @@
+"""Trajectory view: x_t and the clean prediction at each recorded step, curves, GIF / .npz export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from ..render import fit_factor, pair_frame, write_png
+from ..state import RunRecord
+
+PALETTE = ("#4c6ef5", "#f76707", "#12b886", "#e64980", "#7950f2", "#fab005", "#15aabf", "#82c91e")
+
+
+def frame(record: RunRecord, step: int) -> np.ndarray:
+    """The composite for one step: x_t (top) and x̂₁ (bottom) for every image."""
+    factor = fit_factor(record.previews_xt.shape[2], 96)
+    return pair_frame(record.previews_xt[step], record.previews_x1[step], factor)
+
+
+def frame_path(record: RunRecord, step: int) -> str:
+    """PNG of `frame(step)`, rendered once per step (scrubbing back is a cache hit)."""
+    return record.cached(
+        ("frame", step),
+        lambda: write_png(frame(record, step), record.folder / f"frame_{step:04d}.png"),
+    )
+
+
+def caption(record: RunRecord, step: int) -> str:
+    t = float(record.t[step])
+    last = record.num_steps - 1
+    where = "pure noise" if step == 0 else ("the final sample" if step == last else "in between")
+    return (
+        f"**Step {step} / {last}** · t = {t:.3f} ({where}) · top row: x_t, the state the sampler "
+        f"holds · bottom row: x̂₁, the model's prediction of the clean image from x_t"
+    )
+
+
+def curves_figure(record: RunRecord) -> go.Figure:
+    """Velocity size and distance of the prediction to the final sample, over t, per image."""
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "velocity size: RMS of v(x_t, t)",
+            "distance of x̂₁ to the final sample (RMS)",
+        ),
+        horizontal_spacing=0.1,
+    )
+    t = record.t
+    for i in range(record.num_images):
+        color = PALETTE[i % len(PALETTE)]
+        name = f"image {i + 1} (seed {record.settings['seeds'][i]})"
+        fig.add_trace(
+            go.Scatter(
+                x=t,
+                y=record.vel_rms[:, i],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=color),
+                marker=dict(size=4),
+                legendgroup=str(i),
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=t,
+                y=record.dist_final[:, i],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=color),
+                marker=dict(size=4),
+                legendgroup=str(i),
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(title_text="t (0 = noise, 1 = data)", range=[-0.02, 1.02])
+    fig.update_layout(
+        height=330,
+        margin=dict(l=50, r=10, t=50, b=50),
+        template="plotly_white",
+        legend=dict(orientation="h", y=-0.25, font=dict(size=11)),
+    )
+    return fig
+
+
+def export_gif(record: RunRecord) -> str:
+    """Animated GIF of the run (one frame per recorded step; the last one held)."""
+
+    def make() -> str:
+        frames = [Image.fromarray(frame(record, s)) for s in range(record.num_steps)]
+        durations = [90] * (len(frames) - 1) + [1500]
+        name = _stem(record) + ".gif"
+        path = record.folder / name
+        frames[0].save(
+            path,
+            save_all=True,
+            append_images=frames[1:],
+            duration=durations,
+            loop=0,
+            optimize=False,
+        )
+        return str(path)
+
+    return record.cached("gif", make)
+
+
+def export_npz(record: RunRecord) -> str:
+    """The run as arrays: times, previews, final images, stored float states, curves, settings."""
+
+    def make() -> str:
+        path = record.folder / (_stem(record) + ".npz")
+        np.savez_compressed(
+            path,
+            t=record.t,
+            images=record.images,
+            previews_xt=record.previews_xt,
+            previews_x1=record.previews_x1,
+            stored_steps=np.asarray(record.raw_steps),
+            x_t=record.x_t,
+            x1_hat=record.x1_hat,
+            velocity=record.velocity,
+            velocity_rms=record.vel_rms,
+            distance_to_final=record.dist_final,
+            settings_json=np.asarray(json.dumps(record.settings)),
+        )
+        return str(path)
+
+    return record.cached("npz", make)
+
+
+def _stem(record: RunRecord) -> str:
+    s = record.settings
+    return f"dimsum_run_{s['sampler']}_{s['steps']}steps_seed{s['seeds'][0]}"

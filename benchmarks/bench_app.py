@@ -1,0 +1,155 @@
+"""App latency on the CPU, measured through the HTTP API like a browser would see it.
+
+    python benchmarks/bench_app.py [--checkpoint DIR] [--threads N] [--repeats 3]
+
+Model: the embedded checkpoint (checkpoints/) if present, else a random emoji-S. Measures
+(median over repeats):
+
+* time to first preview: from submitting Generate (4 images, 20 Heun steps, guidance 4) to the
+  first streamed preview arriving at the client (target <= 1 s);
+* end to end: the same request until the final result (target <= 3 s);
+* step-slider update: one /trajectory_view call, first visit of a step and revisit (cached)
+  (target <= 150 ms);
+* for reference, the bare pipeline (no app, no tracing) on the same request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from gradio_client import Client  # noqa: E402
+
+from app.testing import free_port, make_checkpoint  # noqa: E402
+from dimsum.pipeline import DiMSUMPipeline  # noqa: E402
+
+REQUEST = ("Smileys & Emotion", "0", 20, "heun", 4.0, 4)
+
+
+def first_preview_and_total(client: Client, seed: int) -> tuple[float, float]:
+    args = list(REQUEST)
+    args[1] = str(seed)
+    start = time.perf_counter()
+    job = client.submit(*args, api_name="/generate")
+    first = None
+    while not job.done():
+        if first is None and job.outputs():
+            first = time.perf_counter() - start
+        time.sleep(0.002)
+    job.result()
+    total = time.perf_counter() - start
+    return (first if first is not None else total), total
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="dimsum-bench-"))
+    ckpt = a.checkpoint
+    if ckpt is None:
+        ckpt = (
+            str(ROOT / "checkpoints")
+            if (ROOT / "checkpoints" / "model.safetensors").is_file()
+            else str(make_checkpoint(tmp / "emoji-S", "emoji-S"))
+        )
+    # The server runs in its own process, as in production: a client polling in the same
+    # process would compete with the model for the GIL and distort the numbers.
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(ROOT / "app" / "app.py"),
+        "--checkpoint",
+        ckpt,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    if a.threads:
+        cmd += ["--threads", str(a.threads)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    client = None
+    for _ in range(240):
+        try:
+            client = Client(url, verbose=False, download_files=False)
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.5)
+    if client is None:
+        server.kill()
+        raise SystemExit("the app did not start")
+
+    # Warm-up (first calls pay for lazy imports and allocator growth).
+    client.predict("Smileys & Emotion", "99", 2, "heun", 4.0, 4, api_name="/generate")
+
+    firsts, totals = [], []
+    for r in range(a.repeats):
+        f, t = first_preview_and_total(client, seed=r)
+        firsts.append(f)
+        totals.append(t)
+    client.predict(api_name="/refresh_views")
+    fresh, cached = [], []
+    for step in range(0, 21, 2):
+        t0 = time.perf_counter()
+        client.predict(step, api_name="/trajectory_view")
+        fresh.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        client.predict(step, api_name="/trajectory_view")
+        cached.append(time.perf_counter() - t0)
+    server.terminate()
+    server.wait(timeout=30)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    pipe = DiMSUMPipeline.from_pretrained(ckpt)
+    bare = []
+    for r in range(a.repeats):
+        t0 = time.perf_counter()
+        pipe(
+            [6] * 4,
+            [r, r + 1, r + 2, r + 3],
+            guidance_scale=4.0,
+            num_steps=20,
+            method="heun",
+            return_trajectory=False,
+        )
+        bare.append(time.perf_counter() - t0)
+
+    def row(name: str, values: list[float], target: str) -> str:
+        med = statistics.median(values)
+        return f"| {name:<44} | {target:>7} | {med * 1000:>9.0f} | {min(values) * 1000:>7.0f} | {len(values):>4} |"
+
+    print()
+    print(
+        f"model: {pipe.name} ({pipe.model.num_parameters() / 1e6:.2f} M params) · torch threads {a.threads or torch.get_num_threads()} · {os.cpu_count()} CPUs · load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "request: 4 images, 20 Heun steps, guidance 4 (CFG doubles the batch): 41 network evaluations of batch 8"
+    )
+    print("| metric                                       |  target | median ms |  min ms | runs |")
+    print("| -------------------------------------------- | ------: | --------: | ------: | ---: |")
+    print(row("time to first preview (click -> preview)", firsts, "1000"))
+    print(row("4 images x 20 Heun steps, end to end", totals, "3000"))
+    print(row("step-slider update, first visit of a step", fresh, "150"))
+    print(row("step-slider update, revisit (cached)", cached, "150"))
+    print(row("bare pipeline, same request (reference)", bare, "-"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""Unit tests of the app's pure parts: settings parsing, feature summaries, wavelet views,
+scan drawings, run store, class names, errors, theme. No server needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pywt
+import torch
+
+import dimsum
+from app import share
+from app.config import APP_LIMITS
+from app.errors import user_message
+from app.features import batched_pca, packet_energy, summarize_run
+from app.models import class_labels, imagenet_class_names, resolve_class
+from app.render import grid, labelled, pair_frame, upscale
+from app.state import RunExpired, RunStore, plan_trace
+from app.views import scans, wavelets
+from dimsum.models.wavelets import HaarDWT, packet_subbands
+from dimsum.validation import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- settings -------------------------------------------------------------------------------
+def test_parse_our_json_and_aliases() -> None:
+    text = share.settings_json("embedded", "emoji-S", "Smileys & Emotion", 5, 20, "heun", 4.0, 4)
+    parsed = share.parse_text(text, APP_LIMITS)
+    assert parsed.values == {
+        "model": "embedded",
+        "class": "Smileys & Emotion",
+        "seed": 5,
+        "steps": 20,
+        "sampler": "heun",
+        "guidance": 4.0,
+        "images": 4,
+    }
+    parsed = share.parse_text(
+        '{"cfg": "2.5", "n": 3, "method": "Euler", "num_steps": 7}', APP_LIMITS
+    )
+    assert parsed.values == {"guidance": 2.5, "images": 3, "sampler": "euler", "steps": 7}
+
+
+def test_parse_link_and_png_metadata() -> None:
+    q = share.query_string("embedded", "embedded", "Food & Drink", 9, 12, "euler", 1.5, 2)
+    assert "model=" not in q  # the default model is implied
+    parsed = share.parse_text("https://example.org/app/" + q, APP_LIMITS)
+    assert parsed.values["class"] == "Food & Drink" and parsed.values["seed"] == 9
+    png = {
+        "classes": [3, 3],
+        "class_names": ["Food & Drink"] * 2,
+        "seeds": [40, 41],
+        "steps": 20,
+        "sampler": "heun",
+        "guidance_scale": 4.0,
+        "index": 1,
+        "model": "emoji-S",
+    }
+    parsed = share.parse_mapping(png, APP_LIMITS)
+    assert (
+        parsed.values["seed"] == 41
+        and parsed.values["images"] == 1
+        and parsed.values["class"] == "Food & Drink"
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"steps": 0}',
+        '{"seed": -1}',
+        '{"cfg": 1e9}',
+        '{"images": 99}',
+        '{"sampler": "rk4"}',
+        '{"steps": NaN}',
+    ],
+)
+def test_parse_reports_invalid_values(bad: str) -> None:
+    with pytest.raises(InputError, match="nothing usable"):
+        share.parse_text(bad, APP_LIMITS)
+
+
+def test_parse_rejects_garbage() -> None:
+    for text in ("", "[1, 2]", "{oops", "hello world", "x" * 30_000, None, 5):
+        with pytest.raises(InputError):
+            share.parse_text(text, APP_LIMITS)
+
+
+# ---- features -------------------------------------------------------------------------------
+def test_packet_energy_matches_the_model_transform() -> None:
+    x = torch.randn(3, 6, 16, 16)
+    ours, ours_l1 = packet_energy(x)
+    bands = packet_subbands(x, HaarDWT())
+    e = bands.double().pow(2).sum((2, 3, 4))
+    ref = (e / e.sum(1, keepdim=True)).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    np.testing.assert_allclose(ours_l1, ref.reshape(3, 4, 4).sum(-1), atol=1e-6)
+    white = packet_energy(torch.randn(1, 64, 32, 32))[0]
+    assert np.all(np.abs(white - 1 / 16) < 0.01)  # white noise spreads evenly
+
+
+def test_batched_pca_orders_and_fixes_signs() -> None:
+    g = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(8, 8, generator=g))[0]
+    scales = torch.tensor([5.0, 3.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.1])
+    x = (torch.randn(2, 500, 8, generator=g) * scales) @ basis.T
+    proj, explained = batched_pca(x, 3)
+    assert proj.shape == (2, 500, 3) and torch.all(explained > 0.95)
+    var = proj.var(1)
+    assert torch.all(var[:, 0] > var[:, 1]) and torch.all(var[:, 1] > var[:, 2])
+    proj2, _ = batched_pca(-x, 3)  # flipping the data must not flip the colours' basis rule
+    assert torch.allclose(proj2.abs(), proj.abs(), atol=1e-3)
+
+
+def test_summarize_run_shapes() -> None:
+    n, side, d = 2, 16, 32
+    L = side * side
+    feats = {
+        s: {
+            b: {
+                "spatial_out": torch.randn(n, L, d // 2),
+                "freq_out": torch.randn(n, L, d // 2),
+                "fusion_out": torch.randn(n, L, d),
+                "block_out": torch.randn(n, L, d),
+                "freq_bands": torch.randn(n, 16, d // 2, side // 4, side // 4),
+            }
+            for b in (0, 3)
+        }
+        for s in (0, 5)
+    }
+    out = summarize_run(feats)
+    assert set(out) == {(0, 0), (0, 3), (5, 0), (5, 3)}
+    m = out[(5, 3)].outputs["spatial_out"]
+    assert m.pca_rgb.shape == (n, side, side, 3) and m.pca_rgb.dtype == np.uint8
+    assert m.norm.shape == (n, side, side) and np.allclose(m.spectrum.sum(1), 1, atol=1e-5)
+    f = out[(0, 0)].freq_input
+    assert (
+        f.meanabs_l2.shape == (n, 16, 4, 4)
+        and f.meanabs_l1.shape == (n, 4, 8, 8)
+        and f.pc1.shape == (n, side, side)
+    )
+    assert np.allclose(f.spectrum.sum(1), 1, atol=1e-5)
+
+
+# ---- wavelet views ---------------------------------------------------------------------------
+@pytest.mark.parametrize("wave", wavelets.WAVELETS)
+def test_image_wavelets_match_pywavelets(wave: str) -> None:
+    x = np.random.default_rng(0).standard_normal((3, 16, 16))
+    l1, l2 = wavelets.packet(x, wave)
+    ca, (ch, cv, cd) = pywt.dwt2(x, wave, mode="zero", axes=(-2, -1))
+    for ours, ref in zip(l1, (ca, ch, cv, cd), strict=True):
+        np.testing.assert_allclose(ours, ref, atol=1e-6)  # pytorch-wavelets keeps float32 filters
+    assert len(l2) == 16
+    if wave == "haar":  # orthogonal: energy is preserved by both levels
+        assert np.isclose(sum(np.square(b).sum() for b in l2), np.square(x).sum())
+
+
+def test_level1_labels_name_the_operation() -> None:
+    assert (
+        wavelets.L1_LABELS[1].startswith("detail along columns") and "(LH)" in wavelets.L1_LABELS[1]
+    )
+    assert wavelets.L1_LABELS[2].startswith("detail along rows") and "(HL)" in wavelets.L1_LABELS[2]
+    assert wavelets.L2_LABELS[6] == "cols / rows"  # LH.HL
+
+
+# ---- scans, render, store, classes ----------------------------------------------------------
+def test_scan_drawing_and_strip() -> None:
+    model = dimsum.build_model("emoji-XS", device="meta")
+    path, text = scans.render(model, 1)
+    assert Path(path).is_file() and "row-major reversed" in text and "column-first" in text
+    html = scans.strip_html(model, 2)
+    assert (
+        html.count("block ") >= model.config.depth
+        and html.count(">A</text>") == model.config.depth // model.config.attn_every
+    )
+    choices = scans.layer_choices(model)
+    assert [v for _, v in choices] == list(range(model.config.depth))
+
+
+def test_render_helpers() -> None:
+    img = np.zeros((4, 5, 3), np.uint8)
+    assert upscale(img, 3).shape == (12, 15, 3)
+    assert grid([img] * 5, cols=2, pad=1).shape == (3 * 4 + 2, 2 * 5 + 1, 3)
+    assert labelled(img, "a very long caption that does not fit", size=10).shape[1] == 5
+    frame = pair_frame(np.zeros((3, 8, 8, 3), np.uint8), np.ones((3, 8, 8, 3), np.uint8), 2)
+    assert frame.shape[1] == 3 * 16 + 2 * 4
+
+
+def test_plan_trace_respects_the_budget() -> None:
+    steps, blocks = plan_trace(21, 4, 256, 96, 6)
+    assert steps[0] == 0 and steps[-1] == 20 and len(steps) == 9 and blocks == list(range(6))
+    steps, blocks = plan_trace(251, 16, 256, 1024, 16)
+    assert (
+        steps[-1] == 250 and 16 * 256 * 1024 * 10 * len(steps) * len(blocks) <= 192 * 2**20 * 1.01
+    )
+
+
+def test_run_store_evicts_and_explains() -> None:
+    store = RunStore(budget_bytes=10)
+
+    class Fake:
+        def __init__(self, rid: str, tmp: Path) -> None:
+            self.run_id, self.nbytes, self.folder = rid, 8, tmp
+
+    store.add(Fake("a", Path("/nonexistent-a")))  # type: ignore[arg-type]
+    store.add(Fake("b", Path("/nonexistent-b")))  # type: ignore[arg-type]
+    assert len(store) == 1 and store.get("b").run_id == "b"
+    with pytest.raises(RunExpired, match="no longer in memory"):
+        store.get("a")
+    with pytest.raises(RunExpired, match="Generate"):
+        store.get(None)
+
+
+def test_imagenet_class_names() -> None:
+    names = imagenet_class_names()
+    assert (
+        len(names) == 1000
+        and names[0].startswith("tench")
+        and names[207].startswith("golden retriever")
+    )
+
+    class FakePipe:
+        config = dimsum.get_preset("B2-imagenet256")
+
+    pipe = FakePipe()
+    labels = class_labels(pipe)  # type: ignore[arg-type]
+    assert labels[207] == "207: golden retriever"
+    for value in ("golden retriever", "207", 207, "207: golden retriever", "Golden Retriever"):
+        assert resolve_class(pipe, value) == 207  # type: ignore[arg-type]
+    for bad in ("unicorn", 1000, -1, 2.5, None, True, [1]):
+        with pytest.raises(InputError):
+            resolve_class(pipe, bad)  # type: ignore[arg-type]
+
+
+# ---- errors, theme, entry point -------------------------------------------------------------
+def test_user_messages_are_clean() -> None:
+    assert (
+        user_message(InputError("steps=0: must be in [1, 250]")) == "steps=0: must be in [1, 250]"
+    )
+    msg = user_message(KeyError("internal detail"))
+    assert "reference" in msg and "internal detail" not in msg and "Traceback" not in msg
+    assert len(user_message(InputError("x" * 5000))) <= 600
+
+
+def test_theme_uses_system_fonts_only() -> None:
+    from app.theme import CSS, make_theme
+
+    theme = make_theme()
+    css = theme._get_theme_css()
+    assert "googleapis" not in css and "http" not in CSS
+    assert "--font: system-ui" in css
+    assert all(
+        not getattr(f, "stylesheet", lambda: {"url": None})()["url"]
+        for f in theme._font + theme._font_mono
+    )
+
+
+def test_app_script_runs_from_anywhere(tmp_path: Path) -> None:
+    """`python app/app.py` makes dimsum and the app package importable itself (Spaces)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "app" / "app.py"), "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--checkpoint" in out.stdout
+
+
+def test_curves_file_parsing(tmp_path: Path) -> None:
+    from app.testing import example_curves
+    from app.views import evidence
+
+    assert evidence.load_curves(tmp_path / "missing.json") is None
+    good = tmp_path / "curves.json"
+    good.write_text(example_curves())
+    data = evidence.load_curves(good)
+    assert "dimsum" in evidence.curves_markdown(data) and evidence.curves_figure(data).data
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"variants": []}))
+    with pytest.raises(evidence.CurvesError):
+        evidence.load_curves(bad)

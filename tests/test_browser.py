@@ -1,0 +1,175 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright (never a downloaded browser).
+
+Loads the page with settings in the URL, generates, scrubs the step slider, opens every view,
+checks what is visible, saves a screenshot of each view to assets/screenshots/, and checks that
+the page never requests anything outside the app's own origin (fonts, CDNs, analytics).
+
+Needs `/usr/bin/chromium` (apt-get install chromium) and `pip install playwright`; skipped
+cleanly when either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]
+
+CHROMIUM = os.environ.get("DIMSUM_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    pytest.skip("Debian chromium is not installed (/usr/bin/chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    from app.testing import shared_server
+
+    return shared_server()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        except Exception as err:  # noqa: BLE001 - a broken browser install is a skip, not a failure
+            pytest.skip(f"chromium does not start: {err}")
+        yield b
+        b.close()
+
+
+def _same_origin(url: str, origin: str) -> bool:
+    if url.startswith(("data:", "blob:", "about:")):
+        return True
+    a, b = urlsplit(url), urlsplit(origin)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def _wait_text(page, selector: str, text: str, timeout: float = 180) -> None:
+    page.wait_for_function(
+        "([sel, txt]) => { const el = document.querySelector(sel); return !!el && el.innerText.includes(txt); }",
+        arg=[selector, text],
+        timeout=timeout * 1000,
+    )
+
+
+def _img_src(page, selector: str) -> str:
+    return page.eval_on_selector(f"{selector} img", "el => el.getAttribute('src') || ''")
+
+
+def _tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    time.sleep(0.8)
+
+
+def _shot(page, name: str, selector: str | None = None) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    if selector:
+        page.locator(selector).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path))
+    return path
+
+
+def test_browser_walkthrough(server, browser) -> None:
+    origin = server.url.rstrip("/")
+    requests: list[str] = []
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    page.on("request", lambda r: requests.append(r.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    # Settings in the URL prefill the controls.
+    page.goto(
+        f"{origin}/?class=Food%20%26%20Drink&seed=7&steps=6&images=4&guidance=3",
+        wait_until="domcontentloaded",
+    )
+    page.wait_for_selector("#generate-btn", timeout=120_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('input, textarea')].some(i => i.value === '7')",
+        timeout=60_000,
+    )
+
+    # Generate: previews stream into the live image, then the final gallery and status.
+    page.click("#generate-btn")
+    _wait_text(page, "#status", "network evaluations")
+    _wait_text(page, "#views", "Step 6 / 6")
+    assert "Food & Drink" in page.inner_text("#status")
+    assert page.locator("#gallery img").count() >= 4
+    assert page.locator("#startup-notes").count() == 0
+    _shot(page, "generate")
+
+    # Trajectory: scrub the step slider; the frame and caption follow.
+    _tab(page, "Trajectory")
+    before = _img_src(page, "#traj-frame")
+    page.locator("#traj-step input[type=range]").fill("2")
+    _wait_text(page, "#views", "Step 2 / 6")
+    page.wait_for_function(
+        "(b) => { const i = document.querySelector('#traj-frame img'); return i && i.getAttribute('src') !== b; }",
+        arg=before,
+        timeout=30_000,
+    )
+    assert page.locator("#views .js-plotly-plot").count() >= 1
+    _shot(page, "trajectory", "#views")
+
+    # Wavelets: the final image, then x_t at the chosen step.
+    _tab(page, "Wavelets")
+    _wait_text(page, "#views", "Final image")
+    page.get_by_label("Noisy state x_t at the step").check()
+    _wait_text(page, "#views", "x_t at step 6")
+    assert page.locator("#views img").count() >= 2
+    _shot(page, "wavelets", "#views")
+
+    # Scan orders: pick layer 1 (reversed raster, column-first window scan).
+    _tab(page, "Scan orders")
+    page.locator("#scan-layer input").click()
+    page.get_by_role("option", name="layer 1: row-major reversed").click()
+    _wait_text(page, "#scan-text", "Layer 1")
+    _shot(page, "scan_orders", "#views")
+
+    # Branches: four maps and the spectra.
+    _tab(page, "Branches")
+    _wait_text(page, "#views", "principal components")
+    assert page.locator("#views img").count() >= 4
+    _shot(page, "branches", "#views")
+
+    # Architecture: the diagram, linked to the views.
+    _tab(page, "Architecture")
+    assert page.locator("#views svg.dg").count() == 1
+    _shot(page, "architecture", "#views")
+    page.get_by_role("button", name="Open Wavelets →").click()
+    _wait_text(page, "#views", "2-level Haar")
+
+    # Evidence: curves, and the same seed from each ablation variant.
+    _tab(page, "Evidence")
+    page.get_by_role("button", name="Generate with every variant").click()
+    _wait_text(page, "#compare-table", "parameters", timeout=180)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#views .js-plotly-plot').length >= 2", timeout=120_000
+    )
+    assert page.locator("#compare-gallery img").count() >= 2
+    _shot(page, "evidence", "#views")
+
+    assert not errors, errors
+    outside = sorted({u for u in requests if not _same_origin(u, origin)})
+    assert not outside, f"requests outside the app's origin: {outside}"
+    page.close()
