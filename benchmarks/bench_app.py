@@ -47,7 +47,7 @@ def first_preview_and_total(client: Client, seed: int) -> tuple[float, float]:
     while not job.done():
         if first is None and job.outputs():
             first = time.perf_counter() - start
-        time.sleep(0.002)
+        time.sleep(0.01)
     job.result()
     total = time.perf_counter() - start
     return (first if first is not None else total), total

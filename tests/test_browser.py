@@ -31,7 +31,7 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
+ASSET_SHOTS = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
@@ -80,17 +80,30 @@ def _tab(page, name: str) -> None:
     time.sleep(0.8)
 
 
-def _shot(page, name: str, selector: str | None = None) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where screenshots go: assets/screenshots/ when the server runs a real model
+    (DIMSUM_APP_TEST_CHECKPOINT, e.g. `checkpoints`), so a default run with the tiny random
+    model never overwrites the published pictures; DIMSUM_SCREENSHOTS_DIR overrides."""
+    if os.environ.get("DIMSUM_SCREENSHOTS_DIR"):
+        return Path(os.environ["DIMSUM_SCREENSHOTS_DIR"])
+    if os.environ.get("DIMSUM_APP_TEST_CHECKPOINT"):
+        return ASSET_SHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _shot(page, shots: Path, name: str, selector: str | None = None) -> Path:
+    shots.mkdir(parents=True, exist_ok=True)
+    path = shots / f"{name}.png"
     if selector:
         page.locator(selector).screenshot(path=str(path))
     else:
         page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000, f"screenshot {name} looks empty"
     return path
 
 
-def test_browser_walkthrough(server, browser) -> None:
+def test_browser_walkthrough(server, browser, shots: Path) -> None:
     origin = server.url.rstrip("/")
     requests: list[str] = []
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
@@ -116,7 +129,7 @@ def test_browser_walkthrough(server, browser) -> None:
     assert "Food & Drink" in page.inner_text("#status")
     assert page.locator("#gallery img").count() >= 4
     assert page.locator("#startup-notes").count() == 0
-    _shot(page, "generate")
+    _shot(page, shots, "generate")
 
     # Trajectory: scrub the step slider; the frame and caption follow.
     _tab(page, "Trajectory")
@@ -129,7 +142,7 @@ def test_browser_walkthrough(server, browser) -> None:
         timeout=30_000,
     )
     assert page.locator("#views .js-plotly-plot").count() >= 1
-    _shot(page, "trajectory", "#views")
+    _shot(page, shots, "trajectory", "#views")
 
     # Wavelets: the final image, then x_t at the chosen step.
     _tab(page, "Wavelets")
@@ -137,25 +150,25 @@ def test_browser_walkthrough(server, browser) -> None:
     page.get_by_label("Noisy state x_t at the step").check()
     _wait_text(page, "#views", "x_t at step 6")
     assert page.locator("#views img").count() >= 2
-    _shot(page, "wavelets", "#views")
+    _shot(page, shots, "wavelets", "#views")
 
     # Scan orders: pick layer 1 (reversed raster, column-first window scan).
     _tab(page, "Scan orders")
     page.locator("#scan-layer input").click()
     page.get_by_role("option", name="layer 1: row-major reversed").click()
     _wait_text(page, "#scan-text", "Layer 1")
-    _shot(page, "scan_orders", "#views")
+    _shot(page, shots, "scan_orders", "#views")
 
     # Branches: four maps and the spectra.
     _tab(page, "Branches")
     _wait_text(page, "#views", "principal components")
     assert page.locator("#views img").count() >= 4
-    _shot(page, "branches", "#views")
+    _shot(page, shots, "branches", "#views")
 
     # Architecture: the diagram, linked to the views.
     _tab(page, "Architecture")
     assert page.locator("#views svg.dg").count() == 1
-    _shot(page, "architecture", "#views")
+    _shot(page, shots, "architecture", "#views")
     page.get_by_role("button", name="Open Wavelets →").click()
     _wait_text(page, "#views", "2-level Haar")
 
@@ -167,7 +180,7 @@ def test_browser_walkthrough(server, browser) -> None:
         "() => document.querySelectorAll('#views .js-plotly-plot').length >= 2", timeout=120_000
     )
     assert page.locator("#compare-gallery img").count() >= 2
-    _shot(page, "evidence", "#views")
+    _shot(page, shots, "evidence", "#views")
 
     assert not errors, errors
     outside = sorted({u for u in requests if not _same_origin(u, origin)})
