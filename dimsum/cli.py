@@ -31,7 +31,6 @@ def _parse_classes(values: list[str]) -> list[str | int]:
 
 def cmd_sample(a: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from tqdm.auto import tqdm
 
     from .pipeline import DiMSUMPipeline, VAEUnavailableError, image_grid, save_png
@@ -75,7 +74,6 @@ def cmd_sample(a: argparse.Namespace) -> int:
             settings=json.dumps(out.settings),
         )
         print(f"wrote {a.trajectory} ({len(tr)} steps)")
-    del torch
     return 0
 
 
