@@ -92,3 +92,38 @@ def test_official_buffers_are_haar_filters() -> None:
     dwt = HaarDWT()
     np.testing.assert_allclose(dwt.w_lh[0, 0].numpy(), np.outer(hi, lo), atol=1e-7)
     assert HaarIDWT().filters.shape == (4, 1, 2, 2)
+
+
+@pytest.mark.parametrize("side,c", [(16, 32), (8, 5)])
+def test_window_matmul_path_equals_conv_path(side: int, c: int) -> None:
+    """The fast path (one 16x16 matmul per 4x4 window) is the official conv path, both ways,
+    values and gradients."""
+    dwt, idwt = HaarDWT().double(), HaarIDWT().double()
+    x = torch.randn(3, side * side, c, dtype=torch.float64, requires_grad=True)
+    fast, fast_bands = wavelet_tokens(x, dwt, idwt)
+    ref, ref_bands = wavelet_tokens(x, dwt)
+    torch.testing.assert_close(fast, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(fast_bands, ref_bands, atol=1e-12, rtol=0)
+    w = torch.randn_like(ref)
+    (g_fast,) = torch.autograd.grad((fast * w).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-12, rtol=0)
+    tok = torch.randn(3, side * side, c, dtype=torch.float64)
+    torch.testing.assert_close(
+        inverse_wavelet_tokens(tok, idwt, dwt),
+        inverse_wavelet_tokens(tok, idwt),
+        atol=1e-12,
+        rtol=0,
+    )
+
+
+def test_window_matrices_follow_loaded_buffers() -> None:
+    """The cached matrices are rebuilt when a checkpoint's buffers replace the defaults."""
+    dwt, idwt = HaarDWT(), HaarIDWT()
+    x = torch.randn(2, 64, 4)
+    before, _ = wavelet_tokens(x, dwt, idwt)
+    state = {k: v * 2 for k, v in dwt.state_dict().items()}
+    dwt.load_state_dict(state)
+    after, _ = wavelet_tokens(x, dwt, idwt)
+    torch.testing.assert_close(after, wavelet_tokens(x, dwt)[0])
+    torch.testing.assert_close(after, before * 4)  # two levels, each scaled by 2

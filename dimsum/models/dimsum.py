@@ -74,9 +74,9 @@ class _ScannedMamba(nn.Module):
     def mix(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x (N, L, d) in raster/token layout -> same layout."""
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
-        xs = x[:, self.scan_perm]
+        xs = x.index_select(1, self.scan_perm)  # ~5x faster than x[:, perm] on CPU
         xs = xs + gate.unsqueeze(1) * self.mixer(modulate(xs, shift, scale))
-        return xs[:, self.scan_inv]
+        return xs.index_select(1, self.scan_inv)
 
 
 class SpatialBranch(_ScannedMamba):
@@ -97,11 +97,11 @@ class FrequencyBranch(_ScannedMamba):
     def forward(
         self, x: torch.Tensor, c: torch.Tensor, record: Callable[[str, torch.Tensor], None] | None
     ) -> torch.Tensor:
-        tokens, bands = wavelet_tokens(x, self.dwt)
+        tokens, bands = wavelet_tokens(x, self.dwt, self.idwt)
         if record is not None:
             record("freq_bands", bands)  # (N, 16, D/2, side/4, side/4)
             record("freq_tokens", tokens)
-        return inverse_wavelet_tokens(self.mix(tokens, c), self.idwt)
+        return inverse_wavelet_tokens(self.mix(tokens, c), self.idwt, self.dwt)
 
 
 class CombinedBlock(nn.Module):

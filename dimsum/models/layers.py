@@ -66,6 +66,9 @@ class LabelEmbedder(nn.Module):
         return self.embedding_table(labels)
 
 
+_GELU_K = 2 * math.sqrt(2 / math.pi)
+
+
 class GatedMLP(nn.Module):
     """w12: D -> 2H, split (a, b), gelu_tanh(a) * b, w3: H -> D."""
 
@@ -76,7 +79,13 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.w12(x).chunk(2, dim=-1)
-        return self.w3(F.gelu(a, approximate="tanh") * b)
+        if torch.is_grad_enabled():
+            return self.w3(F.gelu(a, approximate="tanh") * b)
+        # Inference: the same function, gelu_tanh(a) = a * sigmoid(2 z), z = sqrt(2/pi)(a + 0.044715 a^3),
+        # computed in place: PyTorch's CPU tanh-gelu is ~2x slower than these five passes.
+        g = a * a
+        g.mul_(0.044715 * _GELU_K).add_(_GELU_K).mul_(a).sigmoid_().mul_(a).mul_(b)
+        return self.w3(g)
 
 
 class Attention(nn.Module):

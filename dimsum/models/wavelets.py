@@ -111,16 +111,66 @@ def tokens_to_bands(tokens: torch.Tensor, side: int) -> torch.Tensor:
     return rearrange(flat, "n (k c) h w -> n k c h w", k=16, c=c)
 
 
-def wavelet_tokens(tokens: torch.Tensor, dwt: HaarDWT) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raster tokens (N, L, C) -> (wavelet tokens (N, L, C), subbands (N, 16, C, side/4, side/4))."""
-    side = int(round(tokens.shape[1] ** 0.5))
-    fmap = rearrange(tokens, "n (h w) c -> n c h w", h=side)
-    bands = packet_subbands(fmap, dwt)
-    return bands_to_tokens(bands), bands
+def _window_matrices(dwt: HaarDWT, idwt: HaarIDWT) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2-level packet as a 16x16 linear map on each 4x4 window, read off the buffers.
+
+    analysis[k, p]: subband k of a window from its pixel p = 4*row + col (`packet_subbands`);
+    synthesis[k, p]: pixel p from subband k (`packet_reconstruct`). Built by pushing one-hot
+    windows through the official conv path, so they follow whatever filters the checkpoint holds.
+    """
+    eye = torch.eye(16, dtype=torch.float32, device=dwt.w_ll.device)
+    analysis = packet_subbands(eye.reshape(16, 1, 4, 4), dwt).reshape(16, 16).t()
+    synthesis = packet_reconstruct(eye.reshape(1, 16, 16, 1, 1).transpose(0, 2), idwt)
+    return analysis.contiguous(), synthesis.reshape(16, 16)
 
 
-def inverse_wavelet_tokens(tokens: torch.Tensor, idwt: HaarIDWT) -> torch.Tensor:
-    """Wavelet tokens (N, L, C) -> raster tokens (N, L, C); exact inverse of `wavelet_tokens`."""
+def _cached_matrices(dwt: HaarDWT, idwt: HaarIDWT, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """`_window_matrices`, cached on the DWT module until its or the IDWT's buffers change."""
+    bufs = (dwt.w_ll, dwt.w_lh, dwt.w_hl, dwt.w_hh, idwt.filters)
+    key = (dtype, *((b.data_ptr(), b._version, b.device) for b in bufs))
+    cache = getattr(dwt, "_window_cache", None)
+    if cache is None or cache[0] != key:
+        with torch.no_grad():
+            analysis, synthesis = _window_matrices(dwt, idwt)
+        cache = (key, analysis.to(dtype), synthesis.to(dtype))
+        dwt._window_cache = cache  # type: ignore[assignment]
+    return cache[1], cache[2]
+
+
+def wavelet_tokens(
+    tokens: torch.Tensor, dwt: HaarDWT, idwt: HaarIDWT | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raster tokens (N, L, C) -> (wavelet tokens (N, L, C), subbands (N, 16, C, side/4, side/4)).
+
+    The 2-level Haar packet only mixes pixels inside each 4x4 window, so with `idwt` given it is
+    one 16x16 matmul per window (same numbers as the conv path to float rounding, far fewer
+    kernel launches); without it, the official conv path.
+    """
     side = int(round(tokens.shape[1] ** 0.5))
-    fmap = packet_reconstruct(tokens_to_bands(tokens, side), idwt)
-    return rearrange(fmap, "n c h w -> n (h w) c")
+    if idwt is None:
+        fmap = rearrange(tokens, "n (h w) c -> n c h w", h=side)
+        bands = packet_subbands(fmap, dwt)
+        return bands_to_tokens(bands), bands
+    analysis, _ = _cached_matrices(dwt, idwt, tokens.dtype)
+    win = rearrange(tokens, "n (h p1 w p2) c -> n h w (p1 p2) c", p1=4, p2=4, h=side // 4)
+    coeffs = torch.matmul(analysis, win)  # (n, h, w, 16 subbands, c)
+    out = rearrange(coeffs, "n h w k c -> n h w (k c)")
+    out = rearrange(out, "n h w (c p1 p2) -> n (h p1 w p2) c", p1=4, p2=4)
+    return out, coeffs.permute(0, 3, 4, 1, 2)
+
+
+def inverse_wavelet_tokens(
+    tokens: torch.Tensor, idwt: HaarIDWT, dwt: HaarDWT | None = None
+) -> torch.Tensor:
+    """Wavelet tokens (N, L, C) -> raster tokens (N, L, C); exact inverse of `wavelet_tokens`
+    (one matmul per window when `dwt` is given, else the official conv path)."""
+    side = int(round(tokens.shape[1] ** 0.5))
+    if dwt is None:
+        fmap = packet_reconstruct(tokens_to_bands(tokens, side), idwt)
+        return rearrange(fmap, "n c h w -> n (h w) c")
+    _, synthesis = _cached_matrices(dwt, idwt, tokens.dtype)
+    c = tokens.shape[-1]
+    coeffs = rearrange(tokens, "n (h p1 w p2) c -> n h w (c p1 p2)", p1=4, p2=4, h=side // 4)
+    coeffs = coeffs.reshape(*coeffs.shape[:3], 16, c)  # (k c) -> k, c
+    win = torch.matmul(synthesis.t(), coeffs)  # (n, h, w, 16 pixels, c)
+    return rearrange(win, "n h w (p1 p2) c -> n (h p1 w p2) c", p1=4, p2=4)
