@@ -211,6 +211,7 @@ class DiMSUMPipeline:
         return_trajectory: bool = True,
         trace_steps: Sequence[int] | None = None,
         trace_blocks: Sequence[int] | None = None,
+        trace_names: Sequence[str] | None = None,
         trace_dtype: torch.dtype = torch.float16,
         callback: Callable[[StepRecord], bool | None] | None = None,
     ) -> PipelineOutput:
@@ -218,6 +219,7 @@ class DiMSUMPipeline:
 
         trace_steps: recorded step indices (0 = t=0 ... last = t=1) at which to record block
             features (`dimsum.tracing`); None = no tracing (zero cost).
+        trace_blocks / trace_names: which blocks and which `TRACE_NAMES` to keep (default all).
         callback: called per recorded step (streaming previews); return True to stop early.
         """
         classes_l, seeds_l, cfg, num_steps, method, path = self.validate(
@@ -236,7 +238,7 @@ class DiMSUMPipeline:
             else {round(grid[k], 6): k for k in trace_steps if 0 <= k < len(grid)}
         )
         features: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
-        recorder = FeatureRecorder(rows=slice(0, n), dtype=trace_dtype)
+        recorder = FeatureRecorder(trace_names, rows=slice(0, n), dtype=trace_dtype)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             step = want.get(round(float(t[0]), 6)) if want else None

@@ -82,10 +82,18 @@ def trace_features(
         raise ValueError(
             f"blocks {bad} out of range: the model has blocks 0..{len(all_blocks) - 1}"
         )
+    busy = sorted(i for i in chosen if all_blocks[i].tracer is not None)
+    if busy:
+        # Tracers live on the blocks, so two traced forwards of one model in parallel would
+        # record into each other's recorders: serialise them (the app holds a model lock).
+        raise RuntimeError(
+            f"blocks {busy} are already being traced: one model can be traced by one "
+            "forward pass at a time (run traced generations one after another)"
+        )
     try:
         for i in chosen:
             all_blocks[i].tracer = recorder
         yield recorder
     finally:
-        for b in all_blocks:
-            b.tracer = None
+        for i in chosen:
+            all_blocks[i].tracer = None

@@ -156,3 +156,40 @@ def test_tracing_does_not_change_output() -> None:
     assert torch.equal(plain, traced)
     assert sorted(rec.features) == list(range(8))
     assert all(b.tracer is None for b in model.blocks)
+
+
+def test_nested_tracing_is_refused_and_leaves_the_first_tracer() -> None:
+    model = dimsum.build_model(dimsum.get_preset("emoji-XS").replace(depth=2, attn_every=0))
+    first = FeatureRecorder(["block_out"])
+    with trace_features(model, first, blocks=[1]):
+        with pytest.raises(RuntimeError, match=r"blocks \[1\] are already being traced"):
+            with trace_features(model, FeatureRecorder()):
+                pass
+        assert model.blocks[1].tracer is first  # the refused context did not detach it
+        with torch.no_grad():
+            model(torch.randn(1, 3, 32, 32), torch.rand(1), torch.tensor([2]))
+    assert list(first.features) == [1] and list(first.features[1]) == ["block_out"]
+    assert all(b.tracer is None for b in model.blocks)
+
+
+def test_pipeline_traces_only_the_requested_steps_blocks_and_names() -> None:
+    from dimsum.pipeline import DiMSUMPipeline
+
+    model = dimsum.build_model(dimsum.get_preset("emoji-XS").replace(depth=2, attn_every=0))
+    pipe = DiMSUMPipeline(model)
+    out = pipe(
+        [1, 2],
+        [0, 1],
+        num_steps=3,
+        method="euler",
+        trace_steps=[1],
+        trace_blocks=[0],
+        trace_names=["freq_bands", "block_out"],
+    )
+    assert list(out.features) == [1] and list(out.features[1]) == [0]
+    feats = out.features[1][0]
+    assert sorted(feats) == ["block_out", "freq_bands"]
+    assert feats["freq_bands"].shape == (2, 16, 32, 4, 4)  # conditional rows only
+    assert feats["block_out"].dtype == torch.float16
+    with pytest.raises(ValueError, match="unknown trace names"):
+        pipe([1], [0], num_steps=2, method="euler", trace_steps=[0], trace_names=["nope"])
