@@ -118,6 +118,17 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    import torch
+
+    from .train import export_state
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
+    model = export_state(a.state, a.out, name=a.name, dtype=dtype)
+    print(f"wrote {a.out} ({model.config.name}, {model.num_parameters():,} parameters, {a.dtype})")
+    return 0
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
 
@@ -248,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-overrides", default=None, help="JSON dict of config changes, e.g. '{\"depth\": 4}'"
     )
     t.set_defaults(fn=cmd_train)
+
+    x = sub.add_parser("export", help="a training state's EMA weights -> a checkpoint folder")
+    x.add_argument("state", help="state.pt written by `dimsum train`")
+    x.add_argument("out", help="folder for model.safetensors + config.json")
+    x.add_argument("--name", default=None, help="model name stored in config.json")
+    x.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    x.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="FD-emoji, precision/recall, class accuracy (JSON report)")
     e.add_argument("--checkpoint", default=default_checkpoint())

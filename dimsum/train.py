@@ -128,6 +128,29 @@ def load_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def export_state(
+    state_path: str | Path,
+    folder: str | Path,
+    *,
+    name: str | None = None,
+    dtype: torch.dtype | None = torch.bfloat16,
+) -> DiMSUM:
+    """A training state's EMA weights -> a `from_pretrained` folder (model.safetensors + config).
+
+    The architecture comes from the state's own config (head counts are not visible in weight
+    shapes, so it is never inferred here).
+    """
+    state = load_state(Path(state_path))
+    config = DiMSUMConfig.from_dict(state["config"])
+    if name is not None:
+        config = config.replace(name=name)
+    model = DiMSUM(config)
+    model.load_state_dict(state["ema"], strict=True)
+    save_pretrained(model, folder, dtype=dtype)
+    log.info("exported the EMA of %s (step %s) to %s", state_path, state.get("step"), folder)
+    return model
+
+
 def latest_good_state(out: Path) -> dict[str, Any] | None:
     """The newest readable state in `out` (state.pt, else state.prev.pt), or None."""
     candidates = [out / "state.pt", out / "state.prev.pt"]

@@ -284,7 +284,11 @@ def test_curves_file_parsing(tmp_path: Path) -> None:
     good = tmp_path / "curves.json"
     good.write_text(example_curves())
     data = evidence.load_curves(good)
-    assert "dimsum" in evidence.curves_markdown(data) and evidence.curves_figure(data).data
+    table = evidence.curves_markdown(data)
+    assert evidence.curves_figure(data).data
+    row = next(r for r in table.splitlines() if r.startswith("| dimsum |"))
+    fd = data["variants"]["dimsum"]["fd_emoji"][-1]
+    assert f"| {fd:.3g} |" in row and "| 3.977 M |" in row
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"variants": []}))
     with pytest.raises(evidence.CurvesError):

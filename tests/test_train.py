@@ -158,3 +158,18 @@ def test_torchrun_two_processes_gloo(tmp_path: Path, data: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     state = load_state(out / "state.pt")
     assert state["step"] == 4 and len(state["history"]) == 4
+
+
+def test_export_state_keeps_the_configured_heads(tmp_path: Path, data: Path) -> None:
+    """`dimsum export`: EMA weights in bf16 plus the state's own config (head counts are not
+    visible in weight shapes, so an inferred config would get them wrong)."""
+    import dimsum
+    from dimsum.cli import main
+
+    train(cfg(tmp_path / "run", data, steps=5, model_overrides=dict(TINY, fusion_heads=2)))
+    assert main(["export", str(tmp_path / "run" / "state.pt"), str(tmp_path / "out")]) == 0
+    model = dimsum.load_checkpoint(tmp_path / "out")
+    assert model.config.fusion_heads == 2 and model.config.hidden_size == 32
+    ema = load_state(tmp_path / "run" / "state.pt")["ema"]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ema[k].to(torch.bfloat16).float())

@@ -101,27 +101,35 @@ def curves_figure(data: dict[str, Any]) -> go.Figure:
 
 
 def curves_markdown(data: dict[str, Any]) -> str:
+    """Final metrics per variant (the last evaluation), with parameters, steps and wall time."""
     rows = [
-        "| variant | parameters | final FD-emoji | final accuracy |",
-        "| --- | --- | --- | --- |",
+        "| variant | parameters | steps | wall time | FD-emoji | precision | recall | accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+
+    def last(v: dict[str, Any], key: str, fmt: str) -> str:
+        series = _series(v, "eval_steps", key)
+        return format(series[1][-1], fmt) if series else "–"
+
     for name, v in sorted(data["variants"].items()):
         if not isinstance(v, dict):
             continue
-        params = v.get("params")
-        fd = _series(v, "eval_steps", "fd_emoji")
-        acc = _series(v, "eval_steps", "accuracy")
-        rows.append(
-            f"| {name} | {params / 1e6:.2f} M | "
-            if isinstance(params, (int, float))
-            else f"| {name} | ? | "
-        )
-        rows[-1] += f"{fd[1][-1]:.3g} | " if fd else "– | "
-        rows[-1] += f"{acc[1][-1]:.1%} |" if acc else "– |"
+        params, steps, wall = v.get("params"), v.get("steps"), v.get("wall_seconds")
+        cells = [
+            name,
+            f"{params / 1e6:.3f} M" if isinstance(params, (int, float)) else "?",
+            f"{steps:,}" if isinstance(steps, int) else "?",
+            f"{wall / 60:.0f} min" if isinstance(wall, (int, float)) else "?",
+            last(v, "fd_emoji", ".3g"),
+            last(v, "precision", ".2f"),
+            last(v, "recall", ".2f"),
+            last(v, "accuracy", ".1%"),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
     meta = []
-    if isinstance(data.get("hardware"), str):
+    if isinstance(data.get("hardware"), str) and data["hardware"]:
         meta.append(f"Hardware: {data['hardware']}")
-    if isinstance(data.get("note"), str):
+    if isinstance(data.get("note"), str) and data["note"]:
         meta.append(data["note"])
     return "\n".join(rows) + ("\n\n" + " · ".join(meta) if meta else "")
 
