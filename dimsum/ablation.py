@@ -131,8 +131,8 @@ def collect(
         if checkpoints_dir is not None:
             model = export_state(state_path, checkpoints_dir / name, name=f"ablation-{name}")
         else:
-            from .models import DiMSUM
             from .config import DiMSUMConfig
+            from .models import DiMSUM
 
             model = DiMSUM(DiMSUMConfig.from_dict(state["config"]))
         data[name] = {
