@@ -40,6 +40,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
     except VAEUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # Validate before the progress bar starts, so a bad value gives one clean error line.
+    pipe.validate(_parse_classes(a.classes), a.seeds, a.cfg, a.steps, a.method, a.path)
     bar = tqdm(total=None, desc="sampling", unit="step")
 
     def progress(rec) -> None:

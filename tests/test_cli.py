@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dimsum
 from dimsum.cli import main
@@ -78,3 +80,88 @@ def test_sample_rejects_bad_input_cleanly(tiny_ckpt: Path, tmp_path: Path, capsy
         ["sample", "--checkpoint", str(tiny_ckpt), "--steps", "0", "--out", str(tmp_path / "x.png")]
     )
     assert rc == 2 and "num_steps" in capsys.readouterr().err
+
+
+HOSTILE = st.sampled_from(
+    [
+        "nan",
+        "-nan",
+        "inf",
+        "-inf",
+        "1e309",
+        "-1",
+        "0",
+        "99999999999999999999",
+        "",
+        " ",
+        "3.5",
+        "0x10",
+        "１",
+        "None",
+        "'; rm -rf /",
+        "\x00",
+        "Flags",
+        "-0",
+    ]
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.one_of(HOSTILE, st.integers(1, 3).map(str)),
+    cfg=st.one_of(HOSTILE, st.floats(allow_nan=True, allow_infinity=True).map(repr)),
+    seeds=st.lists(
+        st.one_of(HOSTILE, st.integers(-(2**70), 2**70).map(str)), min_size=1, max_size=3
+    ),
+    classes=st.lists(
+        st.one_of(HOSTILE, st.integers(-5, 12).map(str), st.text(max_size=6)),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_sample_cli_hostile_inputs_fail_cleanly(
+    tiny_ckpt: Path,
+    tmp_path: Path,
+    capsys,
+    steps: str,
+    cfg: str,
+    seeds: list[str],
+    classes: list[str],
+) -> None:
+    """Any argument values: success with a PNG, or exit code 2 with one `error:` line naming the
+    argument (argparse's own type errors also exit 2). Never a traceback."""
+    out = tmp_path / "grid.png"
+    out.unlink(missing_ok=True)
+    argv = [
+        "sample",
+        "--checkpoint",
+        str(tiny_ckpt),
+        "--method",
+        "euler",
+        "--out",
+        str(out),
+        "--steps",
+        steps,
+        "--cfg",
+        cfg,
+        "--seeds",
+        *seeds,
+        "--classes",
+        *classes,
+    ]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse rejected a value (bad int, "-nan" read as an option)
+        assert exc.code == 2
+        err = capsys.readouterr().err
+        assert "dimsum" in err and "error: " in err and "Traceback" not in err
+        return
+    err = capsys.readouterr().err
+    if rc == 0:
+        assert out.is_file() and read_png_settings(out)["steps"] == int(steps)
+    else:
+        assert rc == 2 and err.startswith("error: ") and "Traceback" not in err
+        assert any(name in err for name in ("num_steps", "guidance", "seed", "class")), err
+        assert not out.exists()
