@@ -27,7 +27,11 @@ import torch  # noqa: E402
 import dimsum  # noqa: E402
 from dimsum.config import DiMSUMConfig  # noqa: E402
 
-from .config import AppConfig  # noqa: E402
+from .config import (  # noqa: E402
+    DEFAULT_ABLATION_CHECKPOINTS,
+    DEFAULT_ABLATION_CURVES,
+    AppConfig,
+)
 
 
 def make_checkpoint(
@@ -93,21 +97,12 @@ def shared_server() -> Server:
         ckpt = os.environ.get("DIMSUM_APP_TEST_CHECKPOINT") or make_checkpoint(
             root / "model", "emoji-XS"
         )
-        ablation = root / "ablation"
-        make_checkpoint(ablation / "dimsum", "emoji-XS", seed=1)
-        make_checkpoint(
-            ablation / "spatial-only",
-            DiMSUMConfig.from_dict(
-                {
-                    **dimsum.get_preset("emoji-XS").to_dict(),
-                    "block_type": "spatial",
-                    "name": "spatial-only",
-                }
-            ),
-            seed=2,
-        )
-        curves = root / "curves.json"
-        curves.write_text(example_curves())
+        real = os.environ.get("DIMSUM_APP_TEST_CHECKPOINT")
+        if real and DEFAULT_ABLATION_CURVES.is_file() and DEFAULT_ABLATION_CHECKPOINTS.is_dir():
+            # Screenshots of a real model show the measured ablation, never the example curves.
+            ablation, curves = DEFAULT_ABLATION_CHECKPOINTS, DEFAULT_ABLATION_CURVES
+        else:
+            ablation, curves = _example_ablation(root)
         config = AppConfig(
             checkpoint=str(ckpt),
             ablation_checkpoints=ablation,
@@ -118,6 +113,26 @@ def shared_server() -> Server:
         _SHARED = start_server(config, folders=[root])
         atexit.register(_SHARED.close)
     return _SHARED
+
+
+def _example_ablation(root: Path) -> tuple[Path, Path]:
+    """Two random-weight ablation variants and example curves (tests without a real model)."""
+    ablation = root / "ablation"
+    make_checkpoint(ablation / "dimsum", "emoji-XS", seed=1)
+    make_checkpoint(
+        ablation / "spatial-only",
+        DiMSUMConfig.from_dict(
+            {
+                **dimsum.get_preset("emoji-XS").to_dict(),
+                "block_type": "spatial",
+                "name": "spatial-only",
+            }
+        ),
+        seed=2,
+    )
+    curves = root / "curves.json"
+    curves.write_text(example_curves())
+    return ablation, curves
 
 
 def example_curves() -> str:
