@@ -61,7 +61,8 @@ def read_run(folder: Path, steps: int) -> dict[str, Any]:
 
 
 def table_markdown(variants: dict[str, dict[str, Any]]) -> str:
-    """Final metrics per variant (the last evaluation at or before the common step)."""
+    """Final metrics per variant: its `final_eval` (a larger `dimsum eval` of the exported
+    checkpoint) when present, else the last curve point."""
     rows = [
         "| variant | trainable params | steps | wall time | FD-emoji | precision | recall | "
         "class accuracy |",
@@ -69,6 +70,7 @@ def table_markdown(variants: dict[str, dict[str, Any]]) -> str:
     ]
     for name, v in variants.items():
         last = {k: (v[k][-1] if v[k] else float("nan")) for k in METRICS}
+        last.update({k: v["final_eval"][k] for k in METRICS if k in v.get("final_eval", {})})
         wall = f"{v['wall_seconds'] / 60:.0f} min" if v.get("wall_seconds") else "?"
         rows.append(
             f"| {name} | {v['params']:,} | {v['steps']:,} | {wall} | {last['fd_emoji']:.2f} | "
@@ -117,8 +119,12 @@ def collect(
     checkpoints_dir: Path | None,
     hardware: str,
     note: str,
+    final_evals: Path | None = None,
 ) -> dict[str, Any]:
-    """Read every variant's run (state file's folder), export weights, write curves/plot/table."""
+    """Read every variant's run (state file's folder), export weights, write curves/plot/table.
+
+    final_evals: a folder of `dimsum eval --json` reports named `<variant>.json` (optional).
+    """
     data: dict[str, dict[str, Any]] = {}
     settings = None
     for name, state_path in variants.items():
@@ -141,6 +147,14 @@ def collect(
             "steps": steps,
             **curves,
         }
+        report = final_evals / f"{name}.json" if final_evals else None
+        if report is not None and report.is_file():
+            r = json.loads(report.read_text())
+            data[name]["final_eval"] = {
+                **{k: r[k] for k in METRICS},
+                "mean_accuracy": r.get("mean_accuracy"),
+                "settings": r.get("settings"),
+            }
     result = {
         "variants": data,
         "hardware": hardware,
@@ -165,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoints", default="checkpoints/ablation", help="'' to skip export")
     p.add_argument("--hardware", default="")
     p.add_argument("--note", default="")
+    p.add_argument("--final-evals", default=None, help="folder of <variant>.json eval reports")
     a = p.parse_args(argv)
     variants = {}
     for item in a.variant:
@@ -180,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints_dir=Path(a.checkpoints) if a.checkpoints else None,
         hardware=a.hardware,
         note=a.note,
+        final_evals=Path(a.final_evals) if a.final_evals else None,
     )
     return 0
 

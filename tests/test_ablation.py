@@ -65,6 +65,20 @@ def test_collect_writes_curves_plot_table_and_checkpoints(
     assert "| spatial-only |" in (tmp_path / "assets" / "table.md").read_text()
 
 
+def test_collect_prefers_the_final_evaluation(runs: dict[str, Path], tmp_path: Path) -> None:
+    finals = tmp_path / "finals"
+    finals.mkdir()
+    report = {"fd_emoji": 12.5, "precision": 0.61, "recall": 0.42, "accuracy": 0.875}
+    (finals / "dimsum.json").write_text(json.dumps(report))
+    result = collect(
+        runs, 4, out_dir=tmp_path, checkpoints_dir=None, hardware="", note="", final_evals=finals
+    )
+    assert result["variants"]["dimsum"]["final_eval"]["fd_emoji"] == 12.5
+    assert "final_eval" not in result["variants"]["spatial-only"]
+    row = next(r for r in (tmp_path / "table.md").read_text().splitlines() if "| dimsum |" in r)
+    assert "| 12.50 | 0.610 | 0.420 | 87.5% |" in row
+
+
 def test_collect_refuses_a_state_at_another_step(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds step 4, expected 3"):
         collect(runs, 3, out_dir=tmp_path, checkpoints_dir=None, hardware="", note="")

@@ -108,6 +108,9 @@ def curves_markdown(data: dict[str, Any]) -> str:
     ]
 
     def last(v: dict[str, Any], key: str, fmt: str) -> str:
+        final = v.get("final_eval")  # a larger evaluation of the shipped weights, when present
+        if isinstance(final, dict) and isinstance(final.get(key), (int, float)):
+            return format(final[key], fmt)
         series = _series(v, "eval_steps", key)
         return format(series[1][-1], fmt) if series else "–"
 
