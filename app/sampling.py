@@ -27,6 +27,7 @@ from dimsum.pipeline import DiMSUMPipeline, PipelineOutput
 log = logging.getLogger(__name__)
 
 MODEL_LOCK = threading.Lock()
+PREVIEW_INTERVAL_S = 0.3  # streamed previews are throttled to this interval
 
 try:  # ZeroGPU (Hugging Face Spaces): run the GPU part inside a GPU-lease context
     import spaces  # type: ignore[import-not-found]
@@ -110,6 +111,7 @@ def stream_generation(
 
     worker = threading.Thread(target=work, name="dimsum-sampling", daemon=True)
     worker.start()
+    last_sent = -float("inf")
     try:
         while True:
             try:
@@ -120,6 +122,13 @@ def stream_generation(
                 continue
             if isinstance(event, BaseException):
                 raise event
+            if isinstance(event, Preview):
+                # Sending a frame costs the server CPU the sampler needs (2-core machines): send
+                # the first one at once, then at most one per PREVIEW_INTERVAL_S, newest first.
+                now = time.perf_counter()
+                if now - last_sent < PREVIEW_INTERVAL_S:
+                    continue
+                last_sent = now
             yield event
             if isinstance(event, Done):
                 return
