@@ -94,10 +94,8 @@ def shared_server() -> Server:
     if _SHARED is None:
         root = Path(tempfile.mkdtemp(prefix="dimsum-app-test-"))
         # DIMSUM_APP_TEST_CHECKPOINT: use a real model instead (e.g. for screenshots).
-        ckpt = os.environ.get("DIMSUM_APP_TEST_CHECKPOINT") or make_checkpoint(
-            root / "model", "emoji-XS"
-        )
         real = os.environ.get("DIMSUM_APP_TEST_CHECKPOINT")
+        ckpt = real or make_checkpoint(root / "model", "emoji-XS")
         if real and DEFAULT_ABLATION_CURVES.is_file() and DEFAULT_ABLATION_CHECKPOINTS.is_dir():
             # Screenshots of a real model show the measured ablation, never the example curves.
             ablation, curves = DEFAULT_ABLATION_CHECKPOINTS, DEFAULT_ABLATION_CURVES

@@ -56,7 +56,6 @@ def read_run(folder: Path, steps: int) -> dict[str, Any]:
         out[key] = [r[key] for r in evals]
     if evals:
         out["eval_settings"] = evals[-1].get("settings")
-        out["reference_heldout_vs_train"] = evals[-1].get("reference_heldout_vs_train")
     return out
 
 
@@ -133,7 +132,6 @@ def collect(
             raise ValueError(f"{state_path}: holds step {state['step']}, expected {steps}")
         curves = read_run(state_path.parent, steps)
         settings = curves.pop("eval_settings", None) or settings
-        curves.pop("reference_heldout_vs_train", None)
         if checkpoints_dir is not None:
             model = export_state(state_path, checkpoints_dir / name, name=f"ablation-{name}")
         else:
