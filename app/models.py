@@ -20,6 +20,7 @@ import torch
 
 import dimsum
 from dimsum.checkpoints import CheckpointError
+from dimsum.config import DiMSUMConfig
 from dimsum.pipeline import DiMSUMPipeline, VAEUnavailableError
 from dimsum.validation import InputError
 
@@ -104,7 +105,7 @@ def _short(value: object, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def random_demo_model(preset: str = "emoji-XS", seed: int = 0) -> dimsum.DiMSUM:
+def random_demo_model(preset: str | DiMSUMConfig = "emoji-XS", seed: int = 0) -> dimsum.DiMSUM:
     """An untrained model with small random weights everywhere (the official init zeroes the
     output layer, which would make every image pure noise); for exploring the architecture."""
     torch.manual_seed(seed)
@@ -113,7 +114,7 @@ def random_demo_model(preset: str = "emoji-XS", seed: int = 0) -> dimsum.DiMSUM:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.02)
-    model.config.name = f"{preset} (random weights)"
+    model.config.name = f"{model.config.name or 'dimsum'} (random weights)"
     return model.eval()
 
 

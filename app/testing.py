@@ -22,7 +22,6 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 
 import dimsum  # noqa: E402
 from dimsum.config import DiMSUMConfig  # noqa: E402
@@ -32,21 +31,15 @@ from .config import (  # noqa: E402
     DEFAULT_ABLATION_CURVES,
     AppConfig,
 )
+from .models import random_demo_model  # noqa: E402
 
 
 def make_checkpoint(
     folder: str | Path, preset: str | DiMSUMConfig = "emoji-XS", seed: int = 0
 ) -> Path:
-    """Save a randomly initialised model with small random weights everywhere (the official
-    init zeroes the output layer, which would make every image equal to its noise)."""
-    torch.manual_seed(seed)
-    model = dimsum.build_model(preset)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    """Save `random_demo_model(preset, seed)` as a checkpoint folder."""
     folder = Path(folder)
-    model.save_pretrained(folder)
+    random_demo_model(preset, seed).save_pretrained(folder)
     return folder
 
 
