@@ -91,6 +91,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         lr=a.lr,
         warmup=a.warmup,
+        cooldown=a.cooldown,
         ema_decay=a.ema_decay,
         label_dropout=a.label_dropout,
         grad_clip=a.grad_clip,
@@ -231,7 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--warmup", type=int, default=0)
+    t.add_argument("--warmup", type=int, default=0, help="linear LR warm-up steps")
+    t.add_argument(
+        "--cooldown",
+        type=int,
+        default=0,
+        help="decay the LR linearly to 0 over the last N of --steps (resume a run into it)",
+    )
     t.add_argument("--ema-decay", type=float, default=0.9999)
     t.add_argument("--label-dropout", type=float, default=0.15)
     t.add_argument("--grad-clip", type=float, default=2.0)

@@ -5,7 +5,9 @@
 
 Official recipe (SPEC section 6): AdamW lr 1e-4, weight decay 0, grad-norm clip 2.0, EMA every
 step, label dropout 0.15 to the null class, GVP path, t ~ U[0, 1). Small-scale adaptations,
-all flags: linear LR warm-up, an EMA decay warm-up (min(decay, (1+s)/(10+s))), bf16 autocast.
+all flags: linear LR warm-up, an optional linear LR cool-down to 0 over the last `--cooldown`
+steps (warm-up/stable/decay: a constant-LR run can be resumed into its cool-down once one knows
+how many steps the budget allows), an EMA decay warm-up (min(decay, (1+s)/(10+s))), bf16 autocast.
 
 Durability: every `--ckpt-every` steps the full training state is written to a temporary file,
 fsynced and renamed over `state.pt` (the previous one is kept as `state.prev.pt`). A run
@@ -49,6 +51,7 @@ class TrainConfig:
     batch_size: int = 256  # global (split across processes)
     lr: float = 1e-4
     warmup: int = 0
+    cooldown: int = 0  # decay the LR linearly to 0 over the last `cooldown` steps of `steps`
     weight_decay: float = 0.0
     ema_decay: float = 0.9999
     label_dropout: float = 0.15
@@ -76,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr={self.lr}: must be in (0, 1)")
+        if self.warmup < 0:
+            raise ValueError(f"warmup={self.warmup}: must be >= 0")
+        if not 0 <= self.cooldown <= self.steps:
+            raise ValueError(f"cooldown={self.cooldown}: must be in [0, steps={self.steps}]")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay={self.ema_decay}: must be in [0, 1)")
         if not 0 <= self.label_dropout < 1:
@@ -92,6 +99,16 @@ def load_training_data(path: str | None) -> tuple[torch.Tensor, torch.Tensor, li
     data = load_emoji_dataset("train", path=path) if path else load_emoji_dataset("train")
     images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2)))
     return images, torch.from_numpy(data.labels), list(data.categories)
+
+
+def learning_rate(tc: TrainConfig, step: int) -> float:
+    """LR of (0-based) `step`: linear warm-up, constant, then linear cool-down to 0 at `steps`."""
+    lr = tc.lr
+    if tc.warmup > 0:
+        lr *= min(1.0, (step + 1) / tc.warmup)
+    if tc.cooldown > 0:
+        lr *= min(1.0, (tc.steps - step) / tc.cooldown)
+    return lr
 
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -279,7 +296,7 @@ def train(tc: TrainConfig) -> dict[str, Any]:
         x1 = images_dev[idx.to(dev)].float().div_(127.5).sub_(1.0)
         y, t, noise = y.to(dev), t.to(dev), noise.to(dev)
 
-        lr = tc.lr * min(1.0, (step + 1) / tc.warmup) if tc.warmup > 0 else tc.lr
+        lr = learning_rate(tc, step)
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast:

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dimsum.checkpoints import CheckpointError
-from dimsum.train import TrainConfig, load_state, train
+from dimsum.train import TrainConfig, learning_rate, load_state, train
 
 from .emoji_fake import make_fake_emoji_npz
 
@@ -55,6 +55,31 @@ def test_tiny_training_lowers_the_loss(tmp_path: Path, data: Path) -> None:
     assert (tmp_path / "run" / "ema" / "model.safetensors").exists()
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 60
+
+
+def test_learning_rate_warmup_constant_cooldown() -> None:
+    tc = TrainConfig(steps=100, lr=1e-3, warmup=10, cooldown=20)
+    lrs = [learning_rate(tc, s) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4)  # warm-up: (0 + 1) / 10
+    assert lrs[9] == lrs[50] == lrs[80] == pytest.approx(1e-3)  # constant phase
+    assert lrs[90] == pytest.approx(1e-3 * 10 / 20)  # halfway through the cool-down
+    assert lrs[99] == pytest.approx(1e-3 / 20)  # last step: one cool-down step left
+    assert all(a >= b for a, b in zip(lrs[80:-1], lrs[81:], strict=True))
+    with pytest.raises(ValueError, match="cooldown=200"):
+        TrainConfig(steps=100, cooldown=200).validate()
+
+
+def test_resume_into_a_cooldown_logs_the_decayed_lr(tmp_path: Path, data: Path) -> None:
+    """A constant-LR run, resumed with a cool-down, continues and decays its LR to ~0."""
+    train(cfg(tmp_path / "run", data, steps=6, ckpt_every=3, log_every=1))
+    train(cfg(tmp_path / "run", data, steps=12, cooldown=6, ckpt_every=3, log_every=1))
+    logged = [
+        json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    ]
+    lr_by_step = {r["step"]: r["lr"] for r in logged}
+    assert lr_by_step[6] == pytest.approx(1e-3)
+    assert lr_by_step[12] == pytest.approx(1e-3 / 6)
+    assert sorted(lr_by_step) == list(range(1, 13))
 
 
 def test_resume_reproduces_uninterrupted_losses(tmp_path: Path, data: Path) -> None:
