@@ -36,25 +36,49 @@ if not _online:
 import logging  # noqa: E402
 
 import gradio as gr  # noqa: E402
-import torch  # noqa: E402
 
 from app.config import AppConfig, parse_args  # noqa: E402
 from app.explorer import Explorer  # noqa: E402
+from app.sampling import configure_compute  # noqa: E402
 from app.theme import CSS, make_theme  # noqa: E402
 from app.ui import build_ui  # noqa: E402
 
 
 def build_demo(config: AppConfig) -> gr.Blocks:
     """The queued Blocks app for a config (tests and benchmarks call this directly)."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    configure_compute(config.threads)
     explorer = Explorer(config)
     demo = build_ui(explorer)
     demo.dimsum_explorer = explorer  # type: ignore[attr-defined] - for tests and benchmarks
     # Bounded queue: when full, new visitors get gradio's "This application is currently busy"
     # message instead of waiting forever; views run with a default concurrency of 4.
     demo.queue(max_size=config.queue_size, default_concurrency_limit=4)
+    calm_queue_polling(demo)
     return demo
+
+
+def calm_queue_polling(
+    demo: gr.Blocks, job_poll_s: float = 0.01, progress_poll_s: float = 0.05
+) -> None:
+    """Poll gradio's queue less often (it has no public setting for this).
+
+    On Linux gradio's queue loop wakes every 1 ms (and its progress loop every 10 ms) to look
+    for work, so the event-loop thread takes the GIL ~1,100 times a second, idle or not. On the
+    2-core CPU that cost ~1 s of CPU per generation and slowed the compute thread, whose small
+    model is mostly Python dispatch. 10 ms (gradio's Windows value is 50 ms) adds at most 10 ms
+    before a job starts.
+    """
+    queue = getattr(demo, "_queue", None)
+    for name, value in (
+        ("sleep_when_free", job_poll_s),
+        ("progress_update_sleep_when_free", progress_poll_s),
+    ):
+        if queue is None or not hasattr(queue, name):
+            logging.getLogger(__name__).warning(
+                "gradio's queue has no %r any more: its polling interval stays gradio's", name
+            )
+            continue
+        setattr(queue, name, value)
 
 
 def launch_kwargs(config: AppConfig) -> dict:
@@ -79,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = parse_args(argv)
-    build_demo(config).launch(**launch_kwargs(config))
+    demo = build_demo(config)
+    demo.launch(**launch_kwargs(config))
 
 
 if __name__ == "__main__":

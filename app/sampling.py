@@ -1,9 +1,17 @@
 """Running one generation with streamed previews.
 
-`stream_generation` runs the pipeline in a worker thread and yields events as the sampler
-records steps, so the UI can show previews while sampling continues. One model lock serialises
-all sampling: blocks carry their feature tracer as an attribute, so two concurrent runs on the
-same model would record each other's features.
+`stream_generation` runs the pipeline on the compute thread and yields events as the sampler
+records steps, so the UI can show previews while sampling continues. All sampling is
+serialised (one compute thread, and a lock for safety): blocks carry their feature tracer as an
+attribute, so two concurrent runs on the same model would record each other's features.
+
+Why one long-lived compute thread with the cores, and one torch thread everywhere else:
+PyTorch's CPU backend is OpenMP, which gives every OS thread that runs a parallel op its own team
+of worker threads; once a process has more such threads than CPUs, libgomp stops spin-waiting
+and each of this small model's many short ops pays a futex wake-up. Measured on the 2-core CPU,
+4 images x 20 Heun steps x guidance 4, the app through its HTTP API: 6-9 s end to end with a
+fresh sampling thread per request (gradio's workers also ran torch ops with two threads), 3.6-4.0
+s with `configure_compute` (bare pipeline: ~2.9 s).
 
 On Hugging Face ZeroGPU the generator is wrapped by `spaces.GPU` (when `spaces` imports); it
 yields only CPU arrays, which is what ZeroGPU needs to send results back.
@@ -12,21 +20,66 @@ yields only CPU arrays, which is what ZeroGPU needs to send results back.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from dimsum.flow import StepRecord
+from dimsum.ops.selective_scan_cpu import set_thread_count
 from dimsum.pipeline import DiMSUMPipeline, PipelineOutput
 
 log = logging.getLogger(__name__)
 
 MODEL_LOCK = threading.Lock()
+
+_compute: ThreadPoolExecutor | None = None
+_compute_threads: int | None = None
+_compute_guard = threading.Lock()
+
+
+def configure_compute(threads: int | None) -> None:
+    """Give the compute thread `threads` torch threads (None: every CPU this process may use)
+    and every other thread one.
+
+    torch.set_num_threads sets the calling thread's OpenMP team size *and* a process-wide value
+    that each other thread adopts on its first parallel op. So the compute thread sets its own
+    size and fixes it (`set_thread_count`), then this thread sets the process-wide value back
+    to 1, so gradio's workers never start OpenMP teams of their own (before this, their view
+    rendering did, and sampling ran in throttled mode).
+    """
+    global _compute_threads
+    with _compute_guard:
+        _compute_threads = threads
+        if _compute is not None:
+            _apply_threads(_compute)
+    run_on_compute_thread(lambda: None).result()  # start it now, not on the first click
+
+
+def _apply_threads(executor: ThreadPoolExecutor) -> None:
+    def on_compute_thread() -> None:
+        set_thread_count(_compute_threads or len(os.sched_getaffinity(0)))
+
+    executor.submit(on_compute_thread).result()
+    torch.set_num_threads(1)
+
+
+def run_on_compute_thread(fn: Callable[[], Any]) -> Future:
+    """Run `fn` on the one long-lived thread that does all model computation."""
+    global _compute
+    with _compute_guard:
+        if _compute is None:
+            _compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dimsum-compute")
+            _apply_threads(_compute)
+    return _compute.submit(fn)
+
 
 try:  # ZeroGPU (Hugging Face Spaces): run the GPU part inside a GPU-lease context
     import spaces  # type: ignore[import-not-found]
@@ -108,14 +161,13 @@ def stream_generation(
         except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
             events.put(err)
 
-    worker = threading.Thread(target=work, name="dimsum-sampling", daemon=True)
-    worker.start()
+    worker = run_on_compute_thread(work)
     try:
         while True:
             try:
                 event = events.get(timeout=0.5)
             except queue.Empty:
-                if not worker.is_alive() and events.empty():
+                if worker.done() and events.empty():
                     return  # stopped before producing anything
                 continue
             if isinstance(event, BaseException):
@@ -171,12 +223,16 @@ def gpu_stream(
 def gpu_generate(source: str, key: str, req: Request) -> PipelineOutput:
     """One generation without previews or traces (the ablation comparison)."""
     pipe = _pipeline(source, key)
-    with MODEL_LOCK:
-        return pipe(
-            req.classes,
-            req.seeds,
-            guidance_scale=req.guidance_scale,
-            num_steps=req.num_steps,
-            method=req.method,
-            return_trajectory=False,
-        )
+
+    def work() -> PipelineOutput:
+        with MODEL_LOCK:
+            return pipe(
+                req.classes,
+                req.seeds,
+                guidance_scale=req.guidance_scale,
+                num_steps=req.num_steps,
+                method=req.method,
+                return_trajectory=False,
+            )
+
+    return run_on_compute_thread(work).result()

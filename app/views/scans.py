@@ -5,6 +5,9 @@ i.e. from the permutations the model actually uses."""
 from __future__ import annotations
 
 import html
+import logging
+import multiprocessing
+import os
 import tempfile
 import threading
 from functools import lru_cache
@@ -17,6 +20,7 @@ from dimsum.models import DiMSUM
 
 _DIR = Path(tempfile.mkdtemp(prefix="dimsum-scans-"))
 _MPL_LOCK = threading.Lock()  # matplotlib's pyplot state is not thread-safe
+log = logging.getLogger(__name__)
 
 SPATIAL_GLYPH = {
     "row-major": "rows →",
@@ -103,6 +107,10 @@ def _rect(x: float, y: float, w: float, color: str) -> Any:
     return Rectangle((x, y), w, w, facecolor=color, edgecolor="none", zorder=0)
 
 
+def _png_path(folder: Path, side: int, layer: int, spatial: tuple, freq: tuple | None) -> Path:
+    return folder / f"scan_{side}_{layer % 4}_{abs(hash((spatial, freq))) % 10**8}.png"
+
+
 @lru_cache(maxsize=64)
 def _render(
     side: int,
@@ -111,7 +119,11 @@ def _render(
     freq: tuple[int, ...] | None,
     freq_name: str,
     layer: int,
+    folder: Path = _DIR,
 ) -> str:
+    path = _png_path(folder, side, layer, spatial, freq)
+    if path.is_file():  # drawn by the background process (`prerender`)
+        return str(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,23 +160,57 @@ def _render(
             color="#495057",
         )
         fig.tight_layout(rect=(0, 0.04, 1, 1))
-        path = _DIR / f"scan_{side}_{layer % 4}_{abs(hash((spatial, freq))) % 10**8}.png"
-        fig.savefig(path, bbox_inches="tight", pad_inches=0.12)
+        partial = path.with_suffix(f".{os.getpid()}.part.png")
+        fig.savefig(partial, bbox_inches="tight", pad_inches=0.12)
         plt.close(fig)
+    os.replace(partial, path)  # never a half-written PNG under the final name
     return str(path)
+
+
+def _layer_args(model: DiMSUM, layer: int) -> tuple | None:
+    """`_render`'s arguments for a layer (None for an attention layer: nothing to draw)."""
+    o = model.scan_orders()[layer]
+    if "spatial" not in o:
+        return None
+    freq = tuple(int(v) for v in o["freq"]) if o["freq_name"].startswith("window") else None
+    spatial = tuple(int(v) for v in o["spatial"])
+    return (model.config.grid_size, spatial, o["spatial_name"], freq, o["freq_name"], layer)
+
+
+def _render_all_niced(jobs: list[tuple], folder: Path) -> None:
+    os.nice(19)  # background work: the server's threads come first
+    for args in jobs:
+        _render(*args, folder=folder)
+
+
+def prerender(model: DiMSUM, layers: range) -> threading.Thread:
+    """Draw the layers' figures in a separate, lowest-priority process, so the first visit of
+    the view is instant. A process rather than a thread: drawing ~500 numbered labels holds
+    the GIL for ~2.5 s per figure, which slowed a generation started meanwhile by seconds on
+    the 2-core CPU. Returns the thread that waits for it."""
+    jobs = [a for a in (_layer_args(model, i) for i in layers) if a is not None]
+
+    def run() -> None:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        proc = ctx.Process(target=_render_all_niced, args=(jobs, _DIR), daemon=True)
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            log.warning("drawing the scan orders in the background failed (exit %s)", proc.exitcode)
+
+    thread = threading.Thread(target=run, daemon=True, name="dimsum-scans")
+    thread.start()
+    return thread
 
 
 def render(model: DiMSUM, layer: int) -> tuple[str, str]:
     """(PNG path of the two numbered paths, markdown description) for one layer."""
-    orders = model.scan_orders()
-    o = orders[layer]
+    o = model.scan_orders()[layer]
     side = model.config.grid_size
-    if "spatial" not in o:
+    args = _layer_args(model, layer)
+    if args is None:
         return "", f"Layer {layer} is an attention block (ablation model): it has no scan order."
-    freq = tuple(int(v) for v in o["freq"]) if o["freq_name"].startswith("window") else None
-    path = _render(
-        side, tuple(int(v) for v in o["spatial"]), o["spatial_name"], freq, o["freq_name"], layer
-    )
+    path = _render(*args)
     attn = " The shared attention block runs right after this layer." if o["attn_after"] else ""
     text = (
         f"**Layer {layer}** (position {layer % 4} of the 4-layer cycle): the spatial branch scans "

@@ -148,6 +148,23 @@ def cpp_available() -> bool:
     return load_cpp_extension()
 
 
+def set_thread_count(n: int) -> None:
+    """`torch.set_num_threads(n)` for the calling thread, applied to the C++ scan as well.
+
+    torch.set_num_threads sets this thread's OpenMP team size and a process-wide value; each
+    shared library's first parallel call in a thread copies the process-wide value into that
+    thread (ATen's per-thread lazy initialisation, of which the extension has its own copy).
+    One parallel op in libtorch and one call of the extension here make those copies happen now,
+    with n, so a later change of the process-wide value (another thread's set_num_threads)
+    cannot shrink this thread's team.
+    """
+    torch.set_num_threads(n)
+    torch.zeros(1 << 16).add_(1)  # a parallel_for in libtorch: its per-thread initialisation
+    if load_cpp_extension():
+        x = torch.zeros(1, 1, 1)
+        selective_scan_cpp(x, x, torch.zeros(1, 1), x, x)
+
+
 # ------------------------------------------------------------------------------------------------
 # C++ path: autograd wrapper
 # ------------------------------------------------------------------------------------------------
