@@ -177,25 +177,26 @@ def _layer_args(model: DiMSUM, layer: int) -> tuple | None:
     return (model.config.grid_size, spatial, o["spatial_name"], freq, o["freq_name"], layer)
 
 
-def _render_all_niced(jobs: list[tuple], folder: Path) -> None:
-    os.nice(19)  # background work: the server's threads come first
+def _render_all_niced(jobs: list[tuple], folder: Path, niceness: int) -> None:
+    os.nice(niceness)  # background work: the server's threads come first
     for args in jobs:
         _render(*args, folder=folder)
 
 
-def prerender(model: DiMSUM, layers: range) -> threading.Thread:
+def prerender(model: DiMSUM, layers: range, niceness: int = 10) -> threading.Thread:
     """Draw the layers' figures in a separate, lowest-priority process, so the first visit of
     the view is instant. A process rather than a thread: drawing ~500 numbered labels holds
     the GIL for ~2.5 s per figure, which slowed a generation started meanwhile by seconds on
-    the 2-core CPU. Returns the thread that waits for it."""
+    the 2-core CPU. `niceness` (0-19) lowers its CPU priority. Returns the thread that waits
+    for it."""
     jobs = [a for a in (_layer_args(model, i) for i in layers) if a is not None]
 
     def run() -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
-        proc = ctx.Process(target=_render_all_niced, args=(jobs, _DIR), daemon=True)
+        proc = ctx.Process(target=_render_all_niced, args=(jobs, _DIR, niceness), daemon=True)
         proc.start()
         proc.join()
-        if proc.exitcode != 0:
+        if proc.exitcode and proc.exitcode > 0:  # < 0: stopped by a signal (the app exiting)
             log.warning("drawing the scan orders in the background failed (exit %s)", proc.exitcode)
 
     thread = threading.Thread(target=run, daemon=True, name="dimsum-scans")
