@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MODEL_LOCK = threading.Lock()
 
 _compute: ThreadPoolExecutor | None = None
+_compute_pid = 0  # a forked child (ZeroGPU's GPU worker) has the executor but not its thread
 _compute_threads: int | None = None
 _compute_guard = threading.Lock()
 
@@ -58,7 +59,7 @@ def configure_compute(threads: int | None) -> None:
     global _compute_threads
     with _compute_guard:
         _compute_threads = threads
-        if _compute is not None:
+        if _compute is not None and _compute_pid == os.getpid():
             _apply_threads(_compute)
     run_on_compute_thread(lambda: None).result()  # start it now, not on the first click
 
@@ -73,10 +74,11 @@ def _apply_threads(executor: ThreadPoolExecutor) -> None:
 
 def run_on_compute_thread(fn: Callable[[], Any]) -> Future:
     """Run `fn` on the one long-lived thread that does all model computation."""
-    global _compute
+    global _compute, _compute_pid
     with _compute_guard:
-        if _compute is None:
+        if _compute is None or _compute_pid != os.getpid():
             _compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dimsum-compute")
+            _compute_pid = os.getpid()
             _apply_threads(_compute)
     return _compute.submit(fn)
 

@@ -87,3 +87,17 @@ def test_queue_polls_every_10_ms(tmp_path: Path) -> None:
     # A private gradio attribute (no public setting): this fails loudly if gradio renames it.
     assert demo._queue.sleep_when_free == 0.01
     assert demo._queue.progress_update_sleep_when_free == 0.05
+
+
+def test_a_forked_child_gets_its_own_compute_thread() -> None:
+    """ZeroGPU runs GPU functions in a forked process: the parent's executor has no thread there."""
+    import multiprocessing
+
+    run_on_compute_thread(lambda: None).result()  # the parent's thread exists
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(_in_child, ()) == 42
+
+
+def _in_child() -> int:
+    return run_on_compute_thread(lambda: 42).result(timeout=60)

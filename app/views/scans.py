@@ -4,6 +4,7 @@ i.e. from the permutations the model actually uses."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import multiprocessing
@@ -108,7 +109,10 @@ def _rect(x: float, y: float, w: float, color: str) -> Any:
 
 
 def _png_path(folder: Path, side: int, layer: int, spatial: tuple, freq: tuple | None) -> Path:
-    return folder / f"scan_{side}_{layer % 4}_{abs(hash((spatial, freq))) % 10**8}.png"
+    # A digest, not hash(): the background process must arrive at the same name, and
+    # hash(None) differs between processes on Python < 3.12.
+    digest = hashlib.sha1(repr((spatial, freq)).encode()).hexdigest()[:12]
+    return folder / f"scan_{side}_{layer % 4}_{digest}.png"
 
 
 @lru_cache(maxsize=64)
@@ -184,7 +188,7 @@ def _render_all_niced(jobs: list[tuple], folder: Path, niceness: int) -> None:
 
 
 def prerender(model: DiMSUM, layers: range, niceness: int = 10) -> threading.Thread:
-    """Draw the layers' figures in a separate, lowest-priority process, so the first visit of
+    """Draw the layers' figures in a separate, low-priority process, so the first visit of
     the view is instant. A process rather than a thread: drawing ~500 numbered labels holds
     the GIL for ~2.5 s per figure, which slowed a generation started meanwhile by seconds on
     the 2-core CPU. `niceness` (0-19) lowers its CPU priority. Returns the thread that waits
