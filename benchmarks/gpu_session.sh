@@ -17,6 +17,11 @@ PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}          # DEVICE=cpu SKIP_BENCH=1 MINUTES=0.3 for a dry run on a CPU
 SKIP_BENCH=${SKIP_BENCH:-0}
 BATCH_MAIN=${BATCH_MAIN:-256}
+# The main run ends at MAIN_STEPS (or MINUTES); with COOLDOWN > 0 its LR decays linearly to 0 over
+# the last COOLDOWN steps, so pick MAIN_STEPS it can reach in MINUTES (the shipped CPU run ended
+# with such a cool-down; resuming it at the constant LR re-warms it).
+MAIN_STEPS=${MAIN_STEPS:-1000000}
+COOLDOWN=${COOLDOWN:-0}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
@@ -41,8 +46,8 @@ recipe=(--data "$DATA" --seed 0 --lr 1e-3 --warmup 100 --ema-decay 0.999 --label
 pids=()
 # The embedded model continues from its shipped training state (exact resume; the batch may differ).
 mkdir -p /tmp/runs/emoji-XS && cp checkpoints/train_state/state.pt /tmp/runs/emoji-XS/state.pt
-$PY -m dimsum.cli train --preset emoji-XS --out /tmp/runs/emoji-XS --steps 1000000 \
-    --batch-size "$BATCH_MAIN" --max-minutes "$MINUTES" "${recipe[@]}" \
+$PY -m dimsum.cli train --preset emoji-XS --out /tmp/runs/emoji-XS --steps "$MAIN_STEPS" \
+    --cooldown "$COOLDOWN" --batch-size "$BATCH_MAIN" --max-minutes "$MINUTES" "${recipe[@]}" \
     > "$OUT/train_emoji-XS.txt" 2>&1 & pids+=($!)
 # Ablation at a longer fixed budget: same steps, batch 32, seed for all three variants.
 for v in dimsum spatial-only attention; do
