@@ -187,8 +187,8 @@ def _render_all_niced(jobs: list[tuple], folder: Path, niceness: int) -> None:
         _render(*args, folder=folder)
 
 
-def prerender(model: DiMSUM, layers: range, niceness: int = 10) -> threading.Thread:
-    """Draw the layers' figures in a separate, low-priority process, so the first visit of
+def prerender(model: DiMSUM, layers: range, niceness: int = 19) -> threading.Thread:
+    """Draw the layers' figures in a separate, lowest-priority process, so the first visit of
     the view is instant. A process rather than a thread: drawing ~500 numbered labels holds
     the GIL for ~2.5 s per figure, which slowed a generation started meanwhile by seconds on
     the 2-core CPU. `niceness` (0-19) lowers its CPU priority. Returns the thread that waits
