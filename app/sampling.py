@@ -148,12 +148,9 @@ def stream_generation(
             with MODEL_LOCK:
                 if stop.is_set():
                     return
-                out = pipe(
-                    req.classes,
-                    req.seeds,
-                    guidance_scale=req.guidance_scale,
-                    num_steps=req.num_steps,
-                    method=req.method,
+                out = _call_pipeline(
+                    pipe,
+                    req,
                     return_trajectory=True,
                     trace_steps=req.trace_steps,
                     trace_blocks=req.trace_blocks,
@@ -228,13 +225,18 @@ def gpu_generate(source: str, key: str, req: Request) -> PipelineOutput:
 
     def work() -> PipelineOutput:
         with MODEL_LOCK:
-            return pipe(
-                req.classes,
-                req.seeds,
-                guidance_scale=req.guidance_scale,
-                num_steps=req.num_steps,
-                method=req.method,
-                return_trajectory=False,
-            )
+            return _call_pipeline(pipe, req, return_trajectory=False)
 
     return run_on_compute_thread(work).result()
+
+
+def _call_pipeline(pipe: DiMSUMPipeline, req: Request, **extra: Any) -> PipelineOutput:
+    """`pipe` on a request's classes, seeds and sampler settings (call on the compute thread)."""
+    return pipe(
+        req.classes,
+        req.seeds,
+        guidance_scale=req.guidance_scale,
+        num_steps=req.num_steps,
+        method=req.method,
+        **extra,
+    )
