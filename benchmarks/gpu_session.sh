@@ -1,70 +1,91 @@
 #!/usr/bin/env bash
 # One prepared GPU session (run through the device tool, from the repository root):
-#   1. parity tests on CUDA (fp32, TF32 off);
-#   2. DiM-L/2 forward timings per scan path;
-#   3. training, concurrently on the one GPU: the embedded model (emoji-XS, resumed from
-#      checkpoints/train_state) and the three ablation variants (same recipe, seed, batch size,
-#      ABL_STEPS steps), each evaluated every EVAL_EVERY steps.
+#   1. parity tests on CUDA (fp32, TF32 off), in the background of the training;
+#   2. DiM-L/2 forward timings per scan path (BENCH=1; off by default: it would share the GPU);
+#   3. the embedded model (emoji-XS), resumed from checkpoints/train_state, in two phases that fit
+#      a wall-clock budget: P1_MINUTES at the constant LR, then a linear cool-down to LR 0 whose
+#      length in steps comes from the step rate measured in phase 1 (so it ends at LR ~0 in
+#      P2_MINUTES whatever the GPU's speed); the EMA is evaluated at the end of each phase;
+#   4. ABLATION=1: the three ablation variants (same recipe, seed, batch 32, ABL_STEPS steps).
 # Needs (carried, git-ignored): .wheels/ (PyWavelets for the GPU image's Python) and
 # .cache/emoji32_v16.0.0_f1.npz (the data set, built here with `dimsum build-data`).
-# Results go to $OUT. MINUTES bounds each training run's wall time.
+# Results go to $OUT (at most 8 files come back). Dry run on a CPU:
+#   DEVICE=cpu P1_MINUTES=0.3 P2_MINUTES=0.3 BATCH_MAIN=8 EVAL_SAMPLES=16 OUT=/tmp/gs bash benchmarks/gpu_session.sh
 set -u
 OUT=${OUT:-/tmp/out}
-MINUTES=${MINUTES:-7}
-EVAL_EVERY=${EVAL_EVERY:-500}
+P1_MINUTES=${P1_MINUTES:-3}
+P2_MINUTES=${P2_MINUTES:-3.5}
 DATA=${DATA:-.cache/emoji32_v16.0.0_f1.npz}
 PY=${PY:-python3}
-DEVICE=${DEVICE:-cuda}          # DEVICE=cpu SKIP_BENCH=1 MINUTES=0.3 for a dry run on a CPU
-SKIP_BENCH=${SKIP_BENCH:-0}
-BATCH_MAIN=${BATCH_MAIN:-256}
-# The main run ends at MAIN_STEPS (or MINUTES); with COOLDOWN > 0 its LR decays linearly to 0 over
-# the last COOLDOWN steps, so pick MAIN_STEPS it can reach in MINUTES (the shipped CPU run ended
-# with such a cool-down; resuming it at the constant LR re-warms it).
-MAIN_STEPS=${MAIN_STEPS:-1000000}
-COOLDOWN=${COOLDOWN:-0}
+DEVICE=${DEVICE:-cuda}
+PARITY=${PARITY:-$([ "$DEVICE" = cuda ] && echo 1 || echo 0)}
+BENCH=${BENCH:-0}
+ABLATION=${ABLATION:-0}
+BATCH_MAIN=${BATCH_MAIN:-512}
+LR=${LR:-1e-3}
+RUN=${RUN:-/tmp/runs/emoji-XS}
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 $PY -c "import pywt" 2>/dev/null || $PY -m pip install -q --no-index --no-deps .wheels/*.whl
 $PY -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
 
-if [ "$SKIP_BENCH" = 0 ]; then
-echo "== parity on CUDA"
-DIMSUM_TEST_DEVICE=cuda timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_parity.py > "$OUT/parity_cuda.txt" 2>&1
-tail -3 "$OUT/parity_cuda.txt"
-
-echo "== DiM-L/2 forward"
-timeout 120 $PY benchmarks/bench_forward.py --device cuda --batches 1 2 --dtypes fp32 bf16 --repeats 5 > "$OUT/forward_cuda.md" 2>&1
-cat "$OUT/forward_cuda.md"
+parity_pid=
+if [ "$PARITY" = 1 ]; then
+    echo "== parity on CUDA (background)"
+    DIMSUM_TEST_DEVICE=cuda timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_parity.py \
+        > "$OUT/parity_cuda.txt" 2>&1 & parity_pid=$!
+fi
+if [ "$BENCH" = 1 ]; then
+    echo "== DiM-L/2 forward"
+    timeout 120 $PY benchmarks/bench_forward.py --device cuda --batches 1 2 --dtypes fp32 bf16 \
+        --repeats 5 >> "$OUT/gpu.txt" 2>&1
 fi
 
-echo "== training"
 # The recipe of the shipped CPU runs (checkpoints/README.md), so GPU steps extend the same curves.
-recipe=(--data "$DATA" --seed 0 --lr 1e-3 --warmup 100 --ema-decay 0.999 --label-dropout 0.15
-        --grad-clip 2.0 --ckpt-every 500 --log-every 20 --eval-every "$EVAL_EVERY"
+recipe=(--data "$DATA" --seed 0 --warmup 100 --ema-decay 0.999 --label-dropout 0.15
+        --grad-clip 2.0 --ckpt-every 1000 --log-every 20 --eval-every 1000000
         --eval-samples "${EVAL_SAMPLES:-450}" --device "$DEVICE")
-pids=()
-# The embedded model continues from its shipped training state (exact resume; the batch may differ).
-mkdir -p /tmp/runs/emoji-XS && cp checkpoints/train_state/state.pt /tmp/runs/emoji-XS/state.pt
-$PY -m dimsum.cli train --preset emoji-XS --out /tmp/runs/emoji-XS --steps "$MAIN_STEPS" \
-    --cooldown "$COOLDOWN" --batch-size "$BATCH_MAIN" --max-minutes "$MINUTES" "${recipe[@]}" \
-    > "$OUT/train_emoji-XS.txt" 2>&1 & pids+=($!)
-# Ablation at a longer fixed budget: same steps, batch 32, seed for all three variants.
-for v in dimsum spatial-only attention; do
-    preset=emoji-XS; [ "$v" = spatial-only ] && preset=emoji-XS-spatial
-    [ "$v" = attention ] && preset=emoji-XS-attention
-    $PY -m dimsum.cli train --preset "$preset" --out "/tmp/runs/abl-$v" --steps "${ABL_STEPS:-3000}" --max-minutes "$MINUTES" \
-        --batch-size 32 "${recipe[@]}" > "$OUT/train_abl-$v.txt" 2>&1 & pids+=($!)
-done
-wait "${pids[@]}"
+abl_pids=()
+if [ "$ABLATION" = 1 ]; then
+    for v in dimsum spatial-only attention; do
+        preset=emoji-XS; [ "$v" = spatial-only ] && preset=emoji-XS-spatial
+        [ "$v" = attention ] && preset=emoji-XS-attention
+        $PY -m dimsum.cli train --preset "$preset" --out "/tmp/runs/abl-$v" --steps "${ABL_STEPS:-3000}" \
+            --max-minutes "$P1_MINUTES" --batch-size 32 --lr 1e-3 "${recipe[@]}" \
+            > "$OUT/train_abl-$v.txt" 2>&1 & abl_pids+=($!)
+    done
+fi
 
+echo "== emoji-XS phase 1: constant LR $LR, batch $BATCH_MAIN, $P1_MINUTES min"
+mkdir -p "$RUN" && cp checkpoints/train_state/state.pt "$RUN/state.pt"
+start=$($PY -c "import torch; print(torch.load('$RUN/state.pt', weights_only=True)['step'])")
+$PY -m dimsum.cli train --preset emoji-XS --out "$RUN" --steps 100000000 --batch-size "$BATCH_MAIN" \
+    --lr "$LR" --max-minutes "$P1_MINUTES" "${recipe[@]}" > "$OUT/train_emoji-XS.txt" 2>&1
+cp "$RUN/state.pt" "$OUT/state_phase1.pt"
+# Steps per second over phase 1's log records (evaluation time excluded), then the cool-down length.
+read -r s1 rate < <($PY - "$RUN/log.jsonl" "$start" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+recs = [r for r in recs if r["step"] > int(sys.argv[2])]
+a, b = recs[min(2, len(recs) - 2)], recs[-1]  # skip the first records (CUDA warm-up)
+print(b["step"], (b["step"] - a["step"]) / max(b["seconds"] - a["seconds"], 1e-9))
+PY
+)
+cool=$($PY -c "print(max(1, int($rate * 60 * $P2_MINUTES * 0.9)))")
+echo "phase 1 ended at step $s1 at $rate steps/s; cool-down over $cool steps" | tee -a "$OUT/gpu.txt"
+
+echo "== emoji-XS phase 2: linear cool-down $LR -> 0 over $cool steps"
+$PY -m dimsum.cli train --preset emoji-XS --out "$RUN" --steps $((s1 + cool)) --cooldown "$cool" \
+    --batch-size "$BATCH_MAIN" --lr "$LR" --max-minutes "$P2_MINUTES" "${recipe[@]}" \
+    >> "$OUT/train_emoji-XS.txt" 2>&1
+
+[ -n "$parity_pid" ] && { wait "$parity_pid"; tail -3 "$OUT/parity_cuda.txt"; }
+[ ${#abl_pids[@]} -gt 0 ] && wait "${abl_pids[@]}"
 echo "== collect"
-mkdir -p "$OUT/runs"
-for d in /tmp/runs/*; do
-    name=$(basename "$d"); mkdir -p "$OUT/runs/$name"
-    cp "$d"/log.jsonl "$d"/eval.jsonl "$d"/state.pt "$OUT/runs/$name/" 2>/dev/null
-    tail -c 400 "$OUT/train_$name.txt"; echo
-done
-# Afterwards, here: dimsum export runs/emoji-XS/state.pt <folder>; python -m dimsum.ablation
-#   --steps $ABL_STEPS --variant dimsum=runs/abl-dimsum/state.pt ... (see checkpoints/README.md).
-du -sh "$OUT"/runs/*
+cp "$RUN"/log.jsonl "$RUN"/eval.jsonl "$RUN"/state.pt "$OUT/"
+tail -c 600 "$OUT/train_emoji-XS.txt"; echo
+cat "$RUN/eval.jsonl" | tail -2
+# Afterwards, here: dimsum export state.pt <folder>; dimsum eval --checkpoint <folder> ... and
+# replace checkpoints/ only if the metrics improve (checkpoints/README.md).
+ls -la "$OUT"
