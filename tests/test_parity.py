@@ -34,7 +34,8 @@ def assert_pass_rule(ours: torch.Tensor, official: torch.Tensor, name: str) -> N
 
 
 def load_case(case: str):
-    return load_file(PARITY / case / "inputs.safetensors"), load_file(
+    """(inputs on DEVICE, official outputs on the CPU)."""
+    return load_file(PARITY / case / "inputs.safetensors", device=DEVICE), load_file(
         PARITY / case / "outputs.safetensors"
     )
 
