@@ -38,6 +38,9 @@ def build_model(
         )
     with torch.device(device or "cpu"):
         model = DiMSUM(config)
+    # The scan permutations are cached CPU tensors (scan_orders.py), which the device context
+    # does not move: without this, a model built on CUDA kept its index buffers on the CPU.
+    model = model.to(device or "cpu")
     if dtype is not None:
         model = model.to(dtype)
     return model

@@ -29,6 +29,10 @@ def test_manifest_keys_and_shapes(manifest: str, preset: str) -> None:
     assert sorted(set(ours) - set(expected)) == []
     assert ours == expected
     assert model.num_parameters() == data["counts"]["parameter_elements"]
+    # Every tensor, non-persistent scan permutations included, lives on the requested device
+    # (the permutations once stayed on the CPU, which broke build_model(device="cuda")).
+    off = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if not t.is_meta]
+    assert off == []
 
 
 @pytest.mark.parametrize("manifest,preset", sorted(CASES.items()))
