@@ -64,12 +64,14 @@ $PY -m dimsum.cli train --preset emoji-XS --out "$RUN" --steps 100000000 --batch
     --lr "$LR" --max-minutes "$P1_MINUTES" "${recipe[@]}" > "$OUT/train_emoji-XS.txt" 2>&1
 cp "$RUN/state.pt" "$OUT/state_phase1.pt"
 # Steps per second over phase 1's log records (evaluation time excluded), then the cool-down length.
-read -r s1 rate < <($PY - "$RUN/log.jsonl" "$start" <<'PY'
-import json, sys
+# The step phase 1 stopped at comes from its state (the log only has every 20th step).
+read -r s1 rate < <($PY - "$RUN/log.jsonl" "$start" "$RUN/state.pt" <<'PY'
+import json, sys, torch
 recs = [json.loads(l) for l in open(sys.argv[1])]
 recs = [r for r in recs if r["step"] > int(sys.argv[2])]
 a, b = recs[min(2, len(recs) - 2)], recs[-1]  # skip the first records (CUDA warm-up)
-print(b["step"], (b["step"] - a["step"]) / max(b["seconds"] - a["seconds"], 1e-9))
+step = torch.load(sys.argv[3], map_location="cpu", weights_only=True)["step"]
+print(step, (b["step"] - a["step"]) / max(b["seconds"] - a["seconds"], 1e-9))
 PY
 )
 cool=$($PY -c "print(max(1, int($rate * 60 * $P2_MINUTES * 0.9)))")
