@@ -103,6 +103,10 @@ def _shot(page, shots: Path, name: str, selector: str | None = None) -> Path:
     return path
 
 
+def _direct_calls(requests: list[str]) -> int:
+    return sum(u.split("?")[0].endswith("/gradio_api/run/predict") for u in requests)
+
+
 def test_browser_walkthrough(server, browser, shots: Path) -> None:
     origin = server.url.rstrip("/")
     # The published screenshots show the real model at its usual 20 steps; the tiny random
@@ -137,6 +141,7 @@ def test_browser_walkthrough(server, browser, shots: Path) -> None:
     # Trajectory: scrub the step slider; the frame and caption follow.
     _tab(page, "Trajectory")
     before = _img_src(page, "#traj-frame")
+    direct_before = _direct_calls(requests)
     page.locator("#traj-step input[type=range]").fill("2")
     _wait_text(page, "#views", f"Step 2 / {steps}")
     page.wait_for_function(
@@ -145,6 +150,9 @@ def test_browser_walkthrough(server, browser, shots: Path) -> None:
         timeout=30_000,
     )
     assert page.locator("#views .js-plotly-plot").count() >= 1
+    # View events skip the queue: the slider move was a direct POST to /run/predict (no queue
+    # join + event stream), the path whose latency benchmarks/bench_app.py reports.
+    assert _direct_calls(requests) > direct_before, "the slider update went through the queue"
     _shot(page, shots, "trajectory", "#views")
 
     # Wavelets: the final image, then x_t at the chosen step.
