@@ -59,7 +59,7 @@ fi
 
 echo "== emoji-XS phase 1: constant LR $LR, batch $BATCH_MAIN, $P1_MINUTES min"
 mkdir -p "$RUN" && cp checkpoints/train_state/state.pt "$RUN/state.pt"
-start=$($PY -c "import torch; print(torch.load('$RUN/state.pt', weights_only=True)['step'])")
+start=$($PY -c "import torch; print(torch.load('$RUN/state.pt', map_location='cpu', weights_only=True)['step'])")
 $PY -m dimsum.cli train --preset emoji-XS --out "$RUN" --steps 100000000 --batch-size "$BATCH_MAIN" \
     --lr "$LR" --max-minutes "$P1_MINUTES" "${recipe[@]}" > "$OUT/train_emoji-XS.txt" 2>&1
 cp "$RUN/state.pt" "$OUT/state_phase1.pt"

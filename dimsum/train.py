@@ -123,9 +123,21 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.lerp_(p.detach().to(e.dtype), 1.0 - decay)
 
 
+def _to_cpu(obj: Any) -> Any:
+    """Tensors in nested dicts/lists -> CPU copies (a state saved on a GPU must load anywhere)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Atomic save; the previous good state is kept as `<name>.prev.pt`."""
+    """Atomic save (tensors on the CPU); the previous good state is kept as `<name>.prev.pt`."""
     tmp = path.with_name(path.stem + ".new.pt")
+    state = _to_cpu(state)
     atomic_write(tmp, lambda p: torch.save(state, p))
     if path.exists():
         os.replace(path, path.with_name(path.stem + ".prev.pt"))
