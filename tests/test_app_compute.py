@@ -64,7 +64,7 @@ def test_scan_figures_are_predrawn_by_a_background_process(
 ) -> None:
     monkeypatch.setattr(scans, "_DIR", tmp_path)
     scans._render.cache_clear()
-    model = dimsum.build_model("emoji-XS", device="meta")
+    model = dimsum.build_model("emoji-XS")  # tiny; the scan permutations are real data
     scans.prerender(model, range(2), niceness=0).join(timeout=180)
     drawn = sorted(tmp_path.glob("scan_*.png"))
     assert len(drawn) == 2 and not list(tmp_path.glob("*.part.png"))
