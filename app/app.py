@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = parse_args(argv)
-    demo = build_demo(config)
-    demo.launch(**launch_kwargs(config))
+    build_demo(config).launch(**launch_kwargs(config))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ if [ "$BENCH" = 1 ]; then
 fi
 
 # The recipe of the shipped CPU runs (checkpoints/README.md), so GPU steps extend the same curves.
+# --eval-every: no periodic evaluation, but the evaluator exists, so the end of each phase
+# (--max-minutes or --steps reached) is evaluated (--eval-every 0 would turn it off entirely).
 recipe=(--data "$DATA" --seed 0 --warmup 100 --ema-decay 0.999 --label-dropout 0.15
         --grad-clip 2.0 --ckpt-every 1000 --log-every 20 --eval-every 1000000
         --eval-samples "${EVAL_SAMPLES:-450}" --device "$DEVICE")
@@ -87,7 +89,7 @@ $PY -m dimsum.cli train --preset emoji-XS --out "$RUN" --steps $((s1 + cool)) --
 echo "== collect"
 cp "$RUN"/log.jsonl "$RUN"/eval.jsonl "$RUN"/state.pt "$OUT/"
 tail -c 600 "$OUT/train_emoji-XS.txt"; echo
-cat "$RUN/eval.jsonl" | tail -2
+tail -2 "$RUN/eval.jsonl"
 # Afterwards, here: dimsum export state.pt <folder>; dimsum eval --checkpoint <folder> ... and
 # replace checkpoints/ only if the metrics improve (checkpoints/README.md).
 ls -la "$OUT"

@@ -171,9 +171,10 @@ def _render(
     return str(path)
 
 
-def _layer_args(model: DiMSUM, layer: int) -> tuple | None:
-    """`_render`'s arguments for a layer (None for an attention layer: nothing to draw)."""
-    o = model.scan_orders()[layer]
+def _layer_args(model: DiMSUM, layer: int, orders: list[dict] | None = None) -> tuple | None:
+    """`_render`'s arguments for a layer (None for an attention layer: nothing to draw).
+    `orders`: `model.scan_orders()` when the caller already has it."""
+    o = (orders or model.scan_orders())[layer]
     if "spatial" not in o:
         return None
     freq = tuple(int(v) for v in o["freq"]) if o["freq_name"].startswith("window") else None
@@ -193,7 +194,8 @@ def prerender(model: DiMSUM, layers: range, niceness: int = 19) -> threading.Thr
     the GIL for ~2.5 s per figure, which slowed a generation started meanwhile by seconds on
     the 2-core CPU. `niceness` (0-19) lowers its CPU priority. Returns the thread that waits
     for it."""
-    jobs = [a for a in (_layer_args(model, i) for i in layers) if a is not None]
+    orders = model.scan_orders()
+    jobs = [a for a in (_layer_args(model, i, orders) for i in layers) if a is not None]
 
     def run() -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
@@ -210,9 +212,10 @@ def prerender(model: DiMSUM, layers: range, niceness: int = 19) -> threading.Thr
 
 def render(model: DiMSUM, layer: int) -> tuple[str, str]:
     """(PNG path of the two numbered paths, markdown description) for one layer."""
-    o = model.scan_orders()[layer]
+    orders = model.scan_orders()
+    o = orders[layer]
     side = model.config.grid_size
-    args = _layer_args(model, layer)
+    args = _layer_args(model, layer, orders)
     if args is None:
         return "", f"Layer {layer} is an attention block (ablation model): it has no scan order."
     path = _render(*args)
