@@ -32,7 +32,6 @@ from .models import (
     model_summary,
     resolve_class,
 )
-from .render import fit_factor, pair_frame
 from .sampling import Done, Preview, Request, gpu_generate, gpu_stream, register_pipeline_source
 from .state import RunExpired, RunRecord, RunStore, SessionState, build_record, plan_trace
 from .views import architecture, branches, evidence, scans, trajectory, wavelets
@@ -291,9 +290,7 @@ class Explorer:
                     (event.step + 1, event.total),
                     desc=f"Sampling: step {event.step} of {event.total - 1} (t = {event.t:.2f})",
                 )
-                frame = pair_frame(
-                    event.xt_rgb, event.x1_rgb, fit_factor(event.xt_rgb.shape[1], 96)
-                )
+                frame = trajectory.live_frame(event.xt_rgb, event.x1_rgb)
                 yield [
                     frame,
                     skip,
@@ -333,7 +330,8 @@ class Explorer:
             f"({'GPU' if torch.cuda.is_available() else 'CPU'})"
         )
         captions = [(p, f"seed {s}") for p, s in zip(paths, gen.request.seeds, strict=True)]
-        final = trajectory.frame(record, record.num_steps - 1)
+        last = record.num_steps - 1
+        final = trajectory.live_frame(record.previews_xt[last], record.previews_x1[last])
         settings_text = share.settings_json(
             key,
             pipe.name,
@@ -363,6 +361,9 @@ class Explorer:
             query,
             replace(session, run_id=record.run_id),
         ]
+        # The images are on the page now; reduce the traced features for the views (the
+        # `refresh_views` event that follows this one reads them).
+        _ = record.blocks
 
     # ---- views -------------------------------------------------------------------------------
     def refresh_views(self, session: SessionState) -> list[Any]:

@@ -34,6 +34,8 @@ def make_theme() -> gr.themes.Base:
 CSS = """
 /* Small images (32x32 emoji, 16x16 token maps) are enlarged by the browser: keep pixels crisp. */
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
+/* The live image is sent at the previews' own size (cheap to encode): fill the box. */
+#live-image img, #live-image .image-container:fullscreen img { object-fit: contain; }
 #header h1 { margin-bottom: 0.2rem; }
 #model-info { font-size: 0.92rem; }
 .help { font-size: 0.93rem; color: var(--body-text-color-subdued); }

@@ -130,6 +130,7 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
                     format="png",
                     interactive=False,
                     elem_classes="pixelated",
+                    elem_id="live-image",
                     height=300,
                     buttons=["download", "fullscreen"],
                 )
