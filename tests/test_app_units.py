@@ -293,3 +293,52 @@ def test_curves_file_parsing(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"variants": []}))
     with pytest.raises(evidence.CurvesError):
         evidence.load_curves(bad)
+
+
+def test_run_record_reduces_traces_on_first_use() -> None:
+    """The images are shown before the traced features are reduced: build_record keeps the raw
+    traces, `blocks` reduces them once (same result as summarize_run) and frees them, and the
+    memory estimate counts whichever is held without forcing the reduction."""
+    from app.state import build_record
+    from dimsum.pipeline import DiMSUMPipeline
+
+    torch.manual_seed(0)
+    pipe = DiMSUMPipeline(dimsum.build_model("emoji-XS"))
+    out = pipe(
+        [1, 2],
+        [0, 1],
+        num_steps=3,
+        method="euler",
+        return_trajectory=True,
+        trace_steps=[0, 3],
+        trace_blocks=[0, 2],
+    )
+    record = build_record(
+        out,
+        model_key="m",
+        class_label="c",
+        space="pixel",
+        traced_steps=[0, 3],
+        traced_blocks=[0, 2],
+    )
+    assert record.traced_steps == [0, 3] and record.traced_blocks == [0, 2]
+    raw = sum(
+        v.numel() * v.element_size()
+        for per_step in out.features.values()
+        for per_block in per_step.values()
+        for v in per_block.values()
+    )
+    before = record.nbytes
+    assert record.traces is not None and before >= raw  # nbytes did not reduce them
+    expected = summarize_run(out.features)
+    blocks = record.blocks
+    assert record.traces is None and set(blocks) == set(expected) == {
+        (0, 0),
+        (0, 2),
+        (3, 0),
+        (3, 2),
+    }
+    got, want = blocks[(3, 2)].outputs["freq_out"], expected[(3, 2)].outputs["freq_out"]
+    assert np.array_equal(got.pca_rgb, want.pca_rgb) and np.allclose(got.spectrum, want.spectrum)
+    assert record.blocks is blocks  # reduced once
+    assert record.nbytes < before
