@@ -240,29 +240,42 @@ class DiMSUMPipeline:
         features: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
         recorder = FeatureRecorder(trace_names, rows=slice(0, n), dtype=trace_dtype)
 
+        calls = 0
+
+        def network(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            # Inference mode (not just no_grad): no view or version tracking, ~3% faster on the
+            # CPU. Its outputs only enter ordinary ops of the sampler, which return ordinary tensors.
+            with torch.inference_mode():
+                return model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
+
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             step = want.get(round(float(t[0]), 6)) if want else None
             if step is None:
-                return model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
+                return network(x, t)
             recorder.clear()
             with trace_features(model, recorder, trace_blocks):
-                v = model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
+                v = network(x, t)
             features[step] = recorder.features
             return v
 
         start = time.perf_counter()
-        traj = sample_ode(
+        # Without a trajectory the sampler skips the extra evaluation at t = 1 that only
+        # records the final velocity (40 instead of 41 evaluations for 20 Heun steps).
+        result = sample_ode(
             velocity,
             self.noise(seeds_l),
             path=path,
             method=method,
             num_steps=num_steps,
             callback=callback,
-            return_trajectory=True,
+            # a callback needs the recorder anyway; keeping the trajectory then costs nothing
+            return_trajectory=return_trajectory or callback is not None,
             store_on_cpu=True,
         )
-        assert isinstance(traj, Trajectory)
-        array = self.decode(traj.final)
+        traj = result if isinstance(result, Trajectory) else None
+        array = self.decode(traj.final if traj is not None else result)
         seconds = time.perf_counter() - start
         settings = dict(
             model=self.name,
@@ -274,7 +287,7 @@ class DiMSUMPipeline:
             path=path,
             guidance_scale=cfg,
             software=f"dimsum {__version__}",
-            nfe=traj.nfe,
+            nfe=traj.nfe if traj is not None else calls,
         )
         out = PipelineOutput(
             images=[Image.fromarray(a) for a in array],
@@ -283,7 +296,7 @@ class DiMSUMPipeline:
             features=features,
             seconds=seconds,
         )
-        if return_trajectory:
+        if traj is not None and return_trajectory:
             out.trajectory = traj
             out.previews_xt = np.stack([self.preview_rgb(x) for x in traj.x_t])
             out.previews_x1 = np.stack([self.preview_rgb(x) for x in traj.x1_hat])

