@@ -42,6 +42,7 @@ from app.explorer import Explorer  # noqa: E402
 from app.sampling import configure_compute  # noqa: E402
 from app.theme import CSS, make_theme  # noqa: E402
 from app.ui import build_ui  # noqa: E402
+from dimsum.runtime import keep_freed_memory  # noqa: E402
 
 
 def build_demo(config: AppConfig) -> gr.Blocks:
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = parse_args(argv)
+    keep_freed_memory()  # ~8% faster CPU sampling: no page faults on every forward
     build_demo(config).launch(**launch_kwargs(config))
 
 

@@ -38,6 +38,7 @@ from gradio_client import Client  # noqa: E402
 
 from app.testing import free_port, make_checkpoint  # noqa: E402
 from dimsum.pipeline import DiMSUMPipeline  # noqa: E402
+from dimsum.runtime import keep_freed_memory  # noqa: E402
 
 REQUEST = ("Smileys & Emotion", "0", 20, "heun", 4.0, 4)
 
@@ -150,6 +151,7 @@ def main() -> None:
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    keep_freed_memory()  # as the app's server process does
     pipe = DiMSUMPipeline.from_pretrained(ckpt)
 
     # Warm-up (first calls pay for lazy imports and allocator growth), then let start-up work end.

