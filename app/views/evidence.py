@@ -68,7 +68,9 @@ def curves_figure(data: dict[str, Any]) -> go.Figure:
         color = COLORS[i % len(COLORS)]
         params = v.get("params")
         label = (
-            f"{name} ({params / 1e6:.2f} M params)" if isinstance(params, (int, float)) else name
+            f"{name} ({params / 1e6:.2f} M trainable params)"
+            if isinstance(params, (int, float))
+            else name
         )
         panels = [("eval_steps", key) for key, _ in METRICS] + [("loss_steps", "loss")]
         for j, (xs, ys) in enumerate(panels):
@@ -101,9 +103,10 @@ def curves_figure(data: dict[str, Any]) -> go.Figure:
 
 
 def curves_markdown(data: dict[str, Any]) -> str:
-    """Final metrics per variant (the last evaluation), with parameters, steps and wall time."""
+    """Final metrics per variant (the last evaluation), with trainable parameters (curves.json;
+    the model card counts all, 0.47 M for emoji-XS), steps and wall time."""
     rows = [
-        "| variant | parameters | steps | wall time | FD-emoji | precision | recall | accuracy |",
+        "| variant | trainable parameters | steps | wall time | FD-emoji | precision | recall | accuracy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 

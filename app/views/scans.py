@@ -19,7 +19,14 @@ import numpy as np
 
 from dimsum.models import DiMSUM
 
-_DIR = Path(tempfile.mkdtemp(prefix="dimsum-scans-"))
+
+@lru_cache(maxsize=1)
+def _scan_folder() -> Path:
+    """Where the figures go: made on first use (not at import, which the spawned drawing
+    process repeats)."""
+    return Path(tempfile.mkdtemp(prefix="dimsum-scans-"))
+
+
 _MPL_LOCK = threading.Lock()  # matplotlib's pyplot state is not thread-safe
 log = logging.getLogger(__name__)
 
@@ -123,9 +130,9 @@ def _render(
     freq: tuple[int, ...] | None,
     freq_name: str,
     layer: int,
-    folder: Path = _DIR,
+    folder: Path | None = None,
 ) -> str:
-    path = _png_path(folder, side, layer, spatial, freq)
+    path = _png_path(folder or _scan_folder(), side, layer, spatial, freq)
     if path.is_file():  # drawn by the background process (`prerender`)
         return str(path)
     import matplotlib
@@ -199,7 +206,9 @@ def prerender(model: DiMSUM, layers: range, niceness: int = 19) -> threading.Thr
 
     def run() -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded server
-        proc = ctx.Process(target=_render_all_niced, args=(jobs, _DIR, niceness), daemon=True)
+        proc = ctx.Process(
+            target=_render_all_niced, args=(jobs, _scan_folder(), niceness), daemon=True
+        )
         proc.start()
         proc.join()
         if proc.exitcode and proc.exitcode > 0:  # < 0: stopped by a signal (the app exiting)
