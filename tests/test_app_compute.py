@@ -62,7 +62,7 @@ def test_compute_thread_reports_errors_to_the_caller() -> None:
 def test_scan_figures_are_predrawn_by_a_background_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scans, "_DIR", tmp_path)
+    monkeypatch.setattr(scans, "_scan_folder", lambda: tmp_path)
     scans._render.cache_clear()
     model = dimsum.build_model("emoji-XS")  # tiny; the scan permutations are real data
     scans.prerender(model, range(2), niceness=0).join(timeout=180)
