@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -43,8 +44,9 @@ from dimsum.runtime import keep_freed_memory  # noqa: E402
 REQUEST = ("Smileys & Emotion", "0", 20, "heun", 4.0, 4)
 
 
-def generate_timings(client: Client, seed: int) -> tuple[float, float, float]:
-    """Seconds from submitting Generate to (first streamed preview, final images, run complete).
+def generate_timings(client: Client, seed: int) -> tuple[float, float, float, float]:
+    """Seconds from submitting Generate to (first streamed preview, final images, run complete),
+    and the sampling time the server reports in its status line.
 
     "Final images" is the message carrying the gallery (what the page shows as the result);
     "complete" adds the reduction of the traced features for the views, done after it.
@@ -64,7 +66,11 @@ def generate_timings(client: Client, seed: int) -> tuple[float, float, float]:
         time.sleep(0.005)
     job.result()
     total = time.perf_counter() - start
-    return (first if first is not None else total), (images if images is not None else total), total
+    status = next((o[3] for o in job.outputs() if isinstance(o[1], list)), "")
+    found = re.search(r"sampling ([\d.]+) s", status)
+    sampling = float(found.group(1)) if found else float("nan")
+    first = first if first is not None else total
+    return first, (images if images is not None else total), total, sampling
 
 
 def wait_until_idle(pid: int, timeout: float = 180.0) -> None:
@@ -160,12 +166,13 @@ def main() -> None:
     wait_until_idle(server.pid)
 
     # App and bare pipeline interleaved, so that both see the same machine (its speed drifts).
-    firsts, images, totals, bare = [], [], [], []
+    firsts, images, totals, sampling, bare = [], [], [], [], []
     for r in range(a.repeats):
-        f, i, t = generate_timings(client, seed=r)
+        f, i, t, s = generate_timings(client, seed=r)
         firsts.append(f)
         images.append(i)
         totals.append(t)
+        sampling.append(s)
         t0 = time.perf_counter()
         pipe(
             [6] * 4,
@@ -210,6 +217,7 @@ def main() -> None:
     print(row("time to first preview (click -> preview)", firsts, "1000"))
     print(row("4 images x 20 Heun steps, end to end", images, "3000"))
     print(row("  ... run complete (views' data ready)", totals, "-"))
+    print(row("  ... of which sampling (server's status line)", sampling, "-"))
     print(row("step-slider update, first visit of a step", fresh, "150"))
     print(row("step-slider update, revisit (cached)", cached, "150"))
     print(row("slider update through gradio_client (queue)", via_client, "-"))
