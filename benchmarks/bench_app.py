@@ -61,12 +61,12 @@ def generate_timings(client: Client, seed: int) -> tuple[float, float, float, fl
         now = time.perf_counter() - start
         if first is None and outputs:
             first = now
-        if images is None and any(isinstance(o[1], list) for o in outputs):
+        if images is None and any(isinstance(o[1], list) and o[1] for o in outputs):
             images = now
         time.sleep(0.005)
     job.result()
     total = time.perf_counter() - start
-    status = next((o[3] for o in job.outputs() if isinstance(o[1], list)), "")
+    status = next((o[3] for o in job.outputs() if isinstance(o[1], list) and o[1]), "")
     found = re.search(r"sampling ([\d.]+) s", status)
     sampling = float(found.group(1)) if found else float("nan")
     first = first if first is not None else total

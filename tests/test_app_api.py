@@ -116,6 +116,10 @@ def test_generate_streams_previews(server) -> None:
     outputs = job.outputs()
     assert len(outputs) >= 2, "expected at least one streamed preview before the final result"
     assert Path(final[0]).is_file()
+    # Previews clear the previous run's gallery and files (values, not gr.skip(), which makes
+    # gradio rebuild each skipped component on every yield).
+    assert all(not o[1] and o[2] is None for o in outputs[:-1])
+    assert isinstance(final[1], list) and final[1]
 
 
 def test_same_seed_same_image_whatever_the_batch(server, run) -> None:
