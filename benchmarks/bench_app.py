@@ -217,7 +217,7 @@ def main() -> None:
     print(row("time to first preview (click -> preview)", firsts, "1000"))
     print(row("4 images x 20 Heun steps, end to end", images, "3000"))
     print(row("  ... run complete (views' data ready)", totals, "-"))
-    print(row("  ... of which sampling (server's status line)", sampling, "-"))
+    print(row("  ... server's sampling time (status line)", sampling, "-"))
     print(row("step-slider update, first visit of a step", fresh, "150"))
     print(row("step-slider update, revisit (cached)", cached, "150"))
     print(row("slider update through gradio_client (queue)", via_client, "-"))
