@@ -3,10 +3,10 @@
 glibc's malloc serves blocks above a (dynamic, 128 KB to 32 MB) threshold with fresh `mmap`s and
 hands freed memory at the top of the heap back to the OS. A forward pass of a small model
 allocates and frees the same few-MB activations hundreds of times, so every one of them is
-page-faulted in again: measured on the 2-core CPU, 4 images x 20 Heun steps of emoji-XS make
-200,000-600,000 minor page faults and take 2.35-3.16 s; with the thresholds below, 80,000 faults
-and 2.31-2.84 s (paired process runs, 6 of 6 faster, mean -0.24 s). jemalloc or tcmalloc
-(LD_PRELOAD) do the same job where they are installed.
+page-faulted in again: measured on the 2-core CPU, 5 guided forwards of emoji-XS make 8,000-13,000
+minor page faults, 115-390 with the thresholds below; 4 images x 20 Heun steps in alternating
+fresh processes, 9 pairs: 5 faster by 0.24-0.65 s, 4 slower by 0.02-0.14 s, mean -0.22 s (system
+time 1.4-1.9 s -> 0.6-0.7 s). jemalloc or tcmalloc (LD_PRELOAD) do the same job where installed.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL(name)
         mallopt = libc.mallopt
-        if not libc.gnu_get_libc_version:  # glibc only: other libcs number parameters differently
-            return False
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only (AttributeError elsewhere): other C libraries number mallopt's parameters differently
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
