@@ -35,7 +35,7 @@ from torch import nn
 from . import distributed as D
 from .checkpoints import CheckpointError, atomic_write, save_pretrained
 from .config import DiMSUMConfig, get_preset
-from .flow import flow_matching_loss
+from .flow import flow_matching_loss, sample_time
 from .models import DiMSUM
 
 log = logging.getLogger("dimsum.train")
@@ -303,7 +303,8 @@ def train(tc: TrainConfig) -> dict[str, Any]:
         idx = torch.multinomial(weights, per_rank, replacement=True, generator=g)
         y = labels[idx].clone()
         y[torch.rand(per_rank, generator=g) < tc.label_dropout] = null
-        t = torch.rand(per_rank, generator=g)
+        # uniform draws exactly torch.rand(per_rank, generator=g), so old runs resume bit-exactly
+        t = sample_time(per_rank, time_sampling=tc.time_sampling, generator=g)
         noise = torch.randn((per_rank, *images.shape[1:]), generator=g)
         x1 = images_dev[idx.to(dev)].float().div_(127.5).sub_(1.0)
         y, t, noise = y.to(dev), t.to(dev), noise.to(dev)

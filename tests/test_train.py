@@ -57,6 +57,32 @@ def test_tiny_training_lowers_the_loss(tmp_path: Path, data: Path) -> None:
     assert json.loads(lines[-1])["step"] == 60
 
 
+@pytest.mark.parametrize("time_sampling", ["uniform", "logit_normal"])
+def test_time_sampling_reaches_the_loss(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, time_sampling: str
+) -> None:
+    """`--time-sampling` decides the training times (it was once parsed and then ignored)."""
+    import dimsum.train as train_module
+
+    seen: list[torch.Tensor] = []
+    real_loss = train_module.flow_matching_loss
+
+    def spy(model_fn, x1, **kw):
+        seen.append(kw["t"].detach().cpu())
+        return real_loss(model_fn, x1, **kw)
+
+    monkeypatch.setattr(train_module, "flow_matching_loss", spy)
+    train(cfg(tmp_path / "run", data, steps=40, batch_size=64, time_sampling=time_sampling))
+    t = torch.cat(seen)
+    assert t.numel() == 40 * 64 and 0 < t.min() and t.max() < 1
+    # U[0, 1) puts ~20% of the draws in the outer fifths; logit-normal(0, 1) puts ~2.8% there
+    outer = ((t < 0.1) | (t > 0.9)).float().mean().item()
+    if time_sampling == "uniform":
+        assert 0.16 < outer < 0.24, outer
+    else:
+        assert 0.012 < outer < 0.06, outer
+
+
 def test_learning_rate_warmup_constant_cooldown() -> None:
     tc = TrainConfig(steps=100, lr=1e-3, warmup=10, cooldown=20)
     lrs = [learning_rate(tc, s) for s in range(100)]
