@@ -67,6 +67,13 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then profile N steps at the last batch size and print the top ops (torch.profiler)",
+    )
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
@@ -84,6 +91,22 @@ def main() -> None:
         n = time_steps(model, opt, b, a.steps, device, sync=False)
         base = base or n
         print(f"| {b} | {s * 1e3:.1f} | {n * 1e3:.1f} | {b / n:.0f} | {n / base:.2f} |")
+    if a.profile:
+        profile_steps(model, opt, a.batch_sizes[-1], a.profile, device)
+
+
+def profile_steps(model, opt, batch: int, steps: int, device: torch.device) -> None:
+    """Where a training step's time goes: the top ops by self time on the device (CPU: CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        time_steps(model, opt, batch, steps, device, sync=True)  # includes its 3 warm-up steps
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"\nprofile: {steps} + 3 warm-up steps at batch {batch}, sorted by {key}")
+    print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@
 #      a wall-clock budget: P1_MINUTES at the constant LR, then a linear cool-down to LR 0 whose
 #      length in steps comes from the step rate measured in phase 1 (so it ends at LR ~0 in
 #      P2_MINUTES whatever the GPU's speed); the EMA is evaluated at the end of each phase;
-#   4. ABLATION=1: the three ablation variants (same recipe, seed, batch 32, ABL_STEPS steps).
+#      VARIANTS (';'-separated name=extra flags, e.g. "base=;ln=--time-sampling logit_normal")
+#      are trained side by side from the same state, each into $OUT/<name>.tgz;
+#   4. ABLATION=1: the three ablation variants (same recipe, seed, batch 32, ABL_STEPS steps);
+#   5. PROFILE=1 (first, alone on the GPU): training-step time at batch 512 and 2048 and the top
+#      ops of a profiled step (benchmarks/bench_train_step.py), into $OUT/profile.txt.
 # Needs (carried, git-ignored): .wheels/ (PyWavelets for the GPU image's Python) and
 # .cache/emoji32_v16.0.0_f1.npz (the data set, built here with `dimsum build-data`).
 # Results go to $OUT (at most 8 files come back). Dry run on a CPU:
@@ -23,13 +27,20 @@ BENCH=${BENCH:-0}
 ABLATION=${ABLATION:-0}
 BATCH_MAIN=${BATCH_MAIN:-512}
 LR=${LR:-1e-3}
-RUN=${RUN:-/tmp/runs/emoji-XS}
-mkdir -p "$OUT"
+RUN_ROOT=${RUN_ROOT:-/tmp/runs}
+VARIANTS=${VARIANTS:-base=}
+mkdir -p "$OUT" "$RUN_ROOT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 $PY -c "import pywt" 2>/dev/null || $PY -m pip install -q --no-index --no-deps .wheels/*.whl
 $PY -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
 
+if [ "${PROFILE:-0}" = 1 ]; then
+    echo "== training-step profile"
+    timeout 120 $PY benchmarks/bench_train_step.py --device "$DEVICE" --batch-sizes "$BATCH_MAIN" \
+        $((BATCH_MAIN * 4)) --steps 5 --profile 2 > "$OUT/profile.txt" 2>&1
+    head -8 "$OUT/profile.txt"
+fi
 parity_pid=
 if [ "$PARITY" = 1 ]; then
     echo "== parity on CUDA (background)"
@@ -59,37 +70,56 @@ if [ "$ABLATION" = 1 ]; then
     done
 fi
 
-echo "== emoji-XS phase 1: constant LR $LR, batch $BATCH_MAIN, $P1_MINUTES min"
-mkdir -p "$RUN" && cp checkpoints/train_state/state.pt "$RUN/state.pt"
-start=$($PY -c "import torch; print(torch.load('$RUN/state.pt', map_location='cpu', weights_only=True)['step'])")
-$PY -m dimsum.cli train --preset emoji-XS --out "$RUN" --steps 100000000 --batch-size "$BATCH_MAIN" \
-    --lr "$LR" --max-minutes "$P1_MINUTES" "${recipe[@]}" > "$OUT/train_emoji-XS.txt" 2>&1
-cp "$RUN/state.pt" "$OUT/state_phase1.pt"
-# Steps per second over phase 1's log records (evaluation time excluded), then the cool-down length.
-# The step phase 1 stopped at comes from its state (the log only has every 20th step).
-read -r s1 rate < <($PY - "$RUN/log.jsonl" "$start" "$RUN/state.pt" <<'PY'
+# One variant of the continued training: $1 = name, the rest = extra `dimsum train` flags for both
+# phases (they come after the defaults, so e.g. --lr or --batch-size override them).
+train_variant() {
+    local name=$1; shift
+    local run=$RUN_ROOT/$name log=$RUN_ROOT/$name/train.txt
+    mkdir -p "$run" && cp checkpoints/train_state/state.pt "$run/state.pt"
+    local start s1 rate cool
+    start=$($PY -c "import torch; print(torch.load('$run/state.pt', map_location='cpu', weights_only=True)['step'])")
+    echo "== $name phase 1: constant LR, $P1_MINUTES min ($*)" | tee -a "$log"
+    $PY -m dimsum.cli train --preset emoji-XS --out "$run" --steps 100000000 --batch-size "$BATCH_MAIN" \
+        --lr "$LR" --max-minutes "$P1_MINUTES" "${recipe[@]}" "$@" >> "$log" 2>&1
+    # Steps per second over phase 1's log records (evaluation time excluded), then the cool-down
+    # length; the step phase 1 stopped at comes from its state (the log has every 20th step).
+    read -r s1 rate < <($PY - "$run/log.jsonl" "$start" "$run/state.pt" "$P1_MINUTES" <<'PY'
 import json, sys, torch
-recs = [json.loads(l) for l in open(sys.argv[1])]
-recs = [r for r in recs if r["step"] > int(sys.argv[2])]
-a, b = recs[min(2, len(recs) - 2)], recs[-1]  # skip the first records (CUDA warm-up)
+import os
+start = int(sys.argv[2])
 step = torch.load(sys.argv[3], map_location="cpu", weights_only=True)["step"]
-print(step, (b["step"] - a["step"]) / max(b["seconds"] - a["seconds"], 1e-9))
+recs = [json.loads(l) for l in open(sys.argv[1])] if os.path.exists(sys.argv[1]) else []
+recs = [r for r in recs if r["step"] > start]
+if len(recs) >= 3:
+    a, b = recs[min(2, len(recs) - 2)], recs[-1]  # skip the first records (CUDA warm-up)
+    print(step, (b["step"] - a["step"]) / max(b["seconds"] - a["seconds"], 1e-9))
+else:  # too few records (a very slow device): steps over the whole phase
+    print(step, (step - start) / (60 * float(sys.argv[4])))
 PY
 )
-cool=$($PY -c "print(max(1, int($rate * 60 * $P2_MINUTES * 0.9)))")
-echo "phase 1 ended at step $s1 at $rate steps/s; cool-down over $cool steps" | tee -a "$OUT/gpu.txt"
+    cool=$($PY -c "print(max(1, int($rate * 60 * $P2_MINUTES * 0.9)))")
+    echo "$name: phase 1 ended at step $s1 at $rate steps/s; cool-down over $cool steps" | tee -a "$log" "$OUT/gpu.txt"
+    $PY -m dimsum.cli train --preset emoji-XS --out "$run" --steps $((s1 + cool)) --cooldown "$cool" \
+        --batch-size "$BATCH_MAIN" --lr "$LR" --max-minutes "$P2_MINUTES" "${recipe[@]}" "$@" \
+        >> "$log" 2>&1
+    tar -C "$run" --ignore-failed-read -czf "$OUT/$name.tgz" state.pt log.jsonl eval.jsonl train.txt
+    echo "$name: $(tail -1 "$run/eval.jsonl" | cut -c1-200)" >> "$OUT/gpu.txt"
+}
 
-echo "== emoji-XS phase 2: linear cool-down $LR -> 0 over $cool steps"
-$PY -m dimsum.cli train --preset emoji-XS --out "$RUN" --steps $((s1 + cool)) --cooldown "$cool" \
-    --batch-size "$BATCH_MAIN" --lr "$LR" --max-minutes "$P2_MINUTES" "${recipe[@]}" \
-    >> "$OUT/train_emoji-XS.txt" 2>&1
+# VARIANTS: ';'-separated name=flags, trained side by side on the one GPU (the model is small, so
+# one process leaves the GPU mostly idle), each from the shipped state in its own folder.
+IFS=';' read -r -a specs <<< "$VARIANTS"
+var_pids=()
+for spec in "${specs[@]}"; do
+    read -r -a flags <<< "${spec#*=}"
+    train_variant "${spec%%=*}" "${flags[@]}" & var_pids+=($!)
+done
+wait "${var_pids[@]}"
 
 [ -n "$parity_pid" ] && { wait "$parity_pid"; tail -3 "$OUT/parity_cuda.txt"; }
 [ ${#abl_pids[@]} -gt 0 ] && wait "${abl_pids[@]}"
 echo "== collect"
-cp "$RUN"/log.jsonl "$RUN"/eval.jsonl "$RUN"/state.pt "$OUT/"
-tail -c 600 "$OUT/train_emoji-XS.txt"; echo
-tail -2 "$RUN/eval.jsonl"
-# Afterwards, here: dimsum export state.pt <folder>; dimsum eval --checkpoint <folder> ... and
-# replace checkpoints/ only if the metrics improve (checkpoints/README.md).
+cat "$OUT/gpu.txt"
+# Afterwards, here: tar xzf <name>.tgz; dimsum export state.pt <folder>; dimsum eval --checkpoint
+# <folder> ... and replace checkpoints/ only if the metrics improve (checkpoints/README.md).
 ls -la "$OUT"
