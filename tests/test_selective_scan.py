@@ -14,7 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dimsum.ops import available_scan_impls, selective_scan_fn, selective_scan_ref
+from dimsum.ops import (
+    available_scan_impls,
+    selective_scan_fn,
+    selective_scan_ref,
+    selective_scan_tokens,
+)
 from dimsum.ops.selective_scan_cpu import selective_scan_chunked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +191,74 @@ def test_cpp_realistic_shape_exact():
     want = selective_scan_ref(**inputs, delta_softplus=True)
     got = selective_scan_fn(**inputs, delta_softplus=True, impl="cpp")
     assert_rel(got, want, 1e-5, "out")
+
+
+def token_major_inputs(batch: int, dim: int, L: int, N: int, *, with_z: bool = True, seed: int = 0):
+    """make_inputs in the model's layout, as views: u, z halves of one (batch, L, 2 dim) tensor;
+    B, C slices of one (batch, L, 3 + 2N) tensor (as Mamba's projections give them)."""
+    x = make_inputs(batch, dim, L, N, with_z=with_z, seed=seed)
+    xz = torch.cat([x["u"], x["z"] if with_z else torch.zeros_like(x["u"])], 1).transpose(1, 2)
+    dbc = torch.cat([torch.zeros(batch, 3, L), x["B"], x["C"]], 1).transpose(1, 2).contiguous()
+    tok = dict(x)
+    tok.update(
+        u=xz.contiguous()[..., :dim],
+        z=xz.contiguous()[..., dim:] if with_z else None,
+        delta=x["delta"].transpose(1, 2).contiguous(),
+        B=dbc[..., 3 : 3 + N],
+        C=dbc[..., 3 + N :],
+    )
+    return x, tok
+
+
+@pytest.mark.parametrize("impl", [i for i in ("chunked", "cpp") if i in available_scan_impls()])
+@pytest.mark.parametrize(
+    "shape", [(2, 16, 37, 16), (1, 64, 256, 16), (2, 8, 9, 5), (1, 12, 20, 16)]
+)
+@pytest.mark.parametrize("with_z", [True, False])
+def test_token_major_scan_matches_reference(impl, shape, with_z):
+    """selective_scan_tokens on strided views = the reference on the transposed inputs, with and
+    without gradients (the cpp kernel serves the no-grad float32 case when dim % 8 == 0)."""
+    x, tok = token_major_inputs(*shape, with_z=with_z)
+    assert not tok["u"].is_contiguous() and not tok["B"].is_contiguous()
+    want = selective_scan_ref(**x, delta_softplus=True).transpose(1, 2)
+    with torch.no_grad():
+        got = selective_scan_tokens(**tok, delta_softplus=True, impl=impl)
+    assert got.shape == want.shape
+    assert_rel(got, want, 1e-5, "out (no grad)")
+    leaf = {k: v.detach().requires_grad_() if v is not None else None for k, v in tok.items()}
+    got_g = selective_scan_tokens(**leaf, delta_softplus=True, impl=impl)
+    assert got_g.requires_grad
+    assert_rel(got_g, want, 1e-5, "out (grad)")
+
+
+@pytest.mark.skipif("cpp" not in available_scan_impls(), reason="C++ extension unavailable")
+def test_token_major_kernel_is_used_without_grad(monkeypatch):
+    """No grad + cpp: the token-major kernel runs, not the transposing fallback."""
+    import dimsum.ops.selective_scan as ss
+
+    def no_fallback(*a, **k):
+        raise AssertionError("fell back to selective_scan_fn")
+
+    monkeypatch.setattr(ss, "selective_scan_fn", no_fallback)
+    _, tok = token_major_inputs(2, 16, 12, 16)
+    with torch.inference_mode():
+        assert selective_scan_tokens(**tok, delta_softplus=True, impl="cpp").is_contiguous()
+    with pytest.raises(AssertionError, match="fell back"):
+        selective_scan_tokens(**tok, delta_softplus=True, impl="chunked")
+
+
+def test_causal_depthwise_conv_matches_conv1d():
+    """Mamba's token-major conv = nn.Conv1d(groups=d, padding=K-1) truncated, incl. L < K."""
+    from dimsum.models.mamba import causal_depthwise_conv
+
+    g = torch.Generator().manual_seed(0)
+    for L in (1, 3, 4, 50):
+        conv = torch.nn.Conv1d(6, 6, 4, groups=6, padding=3)
+        x = torch.randn(2, L, 12, generator=g)[..., :6]  # a strided view, like in_proj's half
+        want = conv(x.transpose(1, 2))[..., :L].transpose(1, 2)
+        got = causal_depthwise_conv(x, conv.weight, conv.bias)
+        assert_rel(got, want, 1e-6, f"L={L}")
+        assert_rel(causal_depthwise_conv(x, conv.weight, None), want - conv.bias, 1e-6, "no bias")
 
 
 def test_env_var_selects_impl(monkeypatch):

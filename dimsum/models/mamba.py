@@ -1,6 +1,6 @@
 """The Mamba mixer (selective state-space layer), with mamba-ssm's parameter names.
 
-    x, z   = in_proj(u)                         (N, L, d_inner) each
+    x, z   = in_proj(u)                         (N, L, d_inner) each, token-major throughout
     x      = SiLU(causal depthwise conv1d(x))   kernel d_conv, zero left padding
     dt,B,C = x_proj(x)                          (dt_rank, d_state, d_state)
     delta  = softplus(dt_proj.weight @ dt + dt_proj.bias)
@@ -17,10 +17,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
-from ..ops import selective_scan_fn
+from ..ops import selective_scan_tokens
 
 
 class Mamba(nn.Module):
@@ -70,22 +69,37 @@ class Mamba(nn.Module):
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        seqlen = u.shape[1]
-        xz = rearrange(self.in_proj(u), "n l d -> n d l")
-        x, z = xz.chunk(2, dim=1)
-        x = F.silu(self.conv1d(x)[..., :seqlen])
-        x_dbl = self.x_proj(rearrange(x, "n d l -> n l d"))
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = rearrange(dt @ self.dt_proj.weight.t(), "n l d -> n d l")
-        y = selective_scan_fn(
+        # Token-major throughout (N, L, channels): the layout the linear layers produce, so x, z
+        # and B, C stay views of their projections and the scan reads them in place.
+        x, z = self.in_proj(u).chunk(2, dim=-1)
+        x = F.silu(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias), inplace=True)
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        y = selective_scan_tokens(
             x,
-            delta,
+            dt @ self.dt_proj.weight.t(),
             -torch.exp(self.A_log.float()),
-            rearrange(B, "n l s -> n s l"),
-            rearrange(C, "n l s -> n s l"),
+            B,
+            C,
             self.D.float(),
             z=z,
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
         )
-        return self.out_proj(rearrange(y, "n d l -> n l d"))
+        return self.out_proj(y)
+
+
+def causal_depthwise_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Causal depthwise conv along L in token layout: x (N, L, d) -> (N, L, d), contiguous.
+
+    The same as nn.Conv1d(d, d, K, groups=d, padding=K-1) on x^T truncated to L outputs:
+    out_l = bias + sum_k weight[:, 0, k] * x_{l-K+1+k} (zero before the start), without
+    transposing x. weight (d, 1, K), bias (d,).
+    """
+    k = weight.shape[-1]
+    w = weight[:, 0, :]
+    out = x * w[:, k - 1] if bias is None else torch.addcmul(bias, x, w[:, k - 1])
+    for lag in range(1, k):
+        out[:, lag:].addcmul_(x[:, :-lag], w[:, k - 1 - lag])
+    return out

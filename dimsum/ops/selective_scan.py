@@ -33,7 +33,13 @@ from torch import Tensor
 
 from .selective_scan_cpu import cpp_available, selective_scan_chunked, selective_scan_cpp
 
-__all__ = ["SCAN_IMPLS", "available_scan_impls", "selective_scan_fn", "selective_scan_ref"]
+__all__ = [
+    "SCAN_IMPLS",
+    "available_scan_impls",
+    "selective_scan_fn",
+    "selective_scan_ref",
+    "selective_scan_tokens",
+]
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +203,55 @@ def selective_scan_fn(
     if u.device.type != "cuda":
         raise RuntimeError("the 'cuda' selective scan needs CUDA tensors")
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def selective_scan_tokens(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    *,
+    impl: str | None = None,
+) -> Tensor:
+    """The same scan in the token-major layout the model's linear layers use.
+
+    Shapes: u, delta, z (batch, L, dim); B, C (batch, L, N); A (dim, N); D, delta_bias (dim,).
+    Returns out (batch, L, dim). Views with a unit last stride (e.g. slices of one projection's
+    output) are read in place. Without gradients on a float32 CPU problem with dim % 8 == 0, the
+    ``cpp`` implementation runs its token-major kernel (no transposing copies); otherwise this
+    transposes and calls :func:`selective_scan_fn`, which defines the semantics.
+    """
+    if (
+        _resolve(impl, u.device) == "cpp"
+        and not (
+            torch.is_grad_enabled()
+            and any(
+                t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
+            )
+        )
+        and u.dtype == delta.dtype == B.dtype == C.dtype == torch.float32
+        and (z is None or z.dtype == torch.float32)
+        and u.shape[-1] % 8 == 0
+        and A.shape[1] <= 64
+        and B.dim() == 3
+        and all(t.stride(-1) == 1 for t in (u, delta, B, C) + ((z,) if z is not None else ()))
+    ):
+        return torch.ops.dimsum_scan.fwd_tokens(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    y = selective_scan_fn(
+        u.transpose(1, 2),
+        delta.transpose(1, 2),
+        A,
+        B.transpose(1, 2),
+        C.transpose(1, 2),
+        D,
+        z=None if z is None else z.transpose(1, 2),
+        delta_bias=delta_bias,
+        delta_softplus=delta_softplus,
+        impl=impl,
+    )
+    return y.transpose(1, 2)

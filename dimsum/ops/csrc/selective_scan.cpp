@@ -15,7 +15,7 @@
 // (AVX2: Np/8 ymm vectors) and loops over L sequentially. exp is a vectorised Cephes-style
 // polynomial (~1-2 ulp) because libm's scalar expf would dominate the run time.
 //
-// Registered as torch.ops.dimsum_scan.{fwd,bwd} (no pybind: faster to compile).
+// Registered as torch.ops.dimsum_scan.{fwd,bwd,fwd_tokens} (no pybind: faster to compile).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -543,6 +544,113 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
           dbias_part.sum(0)};
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Token-major forward for inference: u, delta, z (batch, L, dim) with unit channel stride (any
+// row stride, e.g. views into the in_proj output), B, C (batch, L, N) likewise, A (dim, N);
+// out (batch, L, dim) contiguous. This is the layout the model's linear layers produce and
+// consume, so the transposing copies around the scan disappear (5 per Mamba layer). Each task
+// scans 8 channels at once (one vector per state, no horizontal sums); the exp count per
+// channel-step is the same as the row kernel's. No last state, no backward: training uses fwd/bwd.
+// ---------------------------------------------------------------------------------------------
+template <int NS>
+void scan_tokens_task(int64_t N, int64_t L, const float* u, int64_t su, const float* delta,
+                      int64_t sdelta, const float* z, int64_t sz, const float* B, int64_t sB,
+                      const float* C, int64_t sC, const float* At, int64_t dim, float bias_d[8],
+                      const float* Dv, bool use_softplus, float* out) {
+  constexpr int kMax = NS > 0 ? NS : 64;
+  const int64_t n_states = NS > 0 ? NS : N;
+  vf a[kMax], h[kMax];
+  for (int64_t n = 0; n < n_states; ++n) {
+    a[n] = vload(At + n * dim);
+    h[n] = vzero();
+  }
+  const vf vbias = vload(bias_d);
+  const vf vD = Dv != nullptr ? vload(Dv) : vzero();
+  for (int64_t t = 0; t < L; ++t) {
+    const vf x = vadd(vload(delta + t * sdelta), vbias);
+    const vf dt = use_softplus ? vsoftplus(x) : x;
+    const vf uu = vload(u + t * su);
+    const vf dtu = vmul(dt, uu);
+    const float* Bt = B + t * sB;
+    const float* Ct = C + t * sC;
+    vf acc = vmul(vD, uu);
+    for (int64_t n = 0; n < n_states; ++n) {
+      h[n] = vfma(vexp(vmul(dt, a[n])), h[n], vmul(dtu, vset1(Bt[n])));
+      acc = vfma(h[n], vset1(Ct[n]), acc);
+    }
+    if (z != nullptr) {
+      const vf zz = vload(z + t * sz);
+      acc = vmul(acc, vmul(zz, vsigmoid(zz)));
+    }
+    vstore(out + t * dim, acc);
+  }
+}
+
+at::Tensor scan_fwd_tokens(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                           const at::Tensor& B, const at::Tensor& C,
+                           const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+                           const std::optional<at::Tensor>& delta_bias, bool use_softplus) {
+  auto check = [](const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, name,
+                " must be a float32 CPU tensor");
+    TORCH_CHECK(t.dim() == 3 && t.stride(2) == 1, name, " must be (batch, L, C) with unit C stride");
+  };
+  check(u, "u");
+  check(delta, "delta");
+  check(B, "B");
+  check(C, "C");
+  const int64_t batch = u.size(0), L = u.size(1), dim = u.size(2), N = B.size(2);
+  TORCH_CHECK(delta.sizes() == u.sizes(), "delta must match u");
+  TORCH_CHECK(dim % 8 == 0, "dim must be a multiple of 8");
+  TORCH_CHECK(B.size(0) == batch && B.size(1) == L && C.sizes() == B.sizes(),
+              "B, C must be (batch, L, N)");
+  TORCH_CHECK(N >= 1 && N <= 64, "at most 64 states");
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == dim && A.size(1) == N, "A must be (dim, N)");
+  if (z) {
+    check(*z, "z");
+    TORCH_CHECK(z->sizes() == u.sizes(), "z must match u");
+  }
+  const at::Tensor At = A.to(at::kFloat).t().contiguous();  // (N, dim): a vector per state
+  const at::Tensor Dc = D ? D->to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor bc = delta_bias ? delta_bias->to(at::kFloat).contiguous() : at::Tensor();
+  TORCH_CHECK(!D || Dc.numel() == dim, "D must be (dim,)");
+  TORCH_CHECK(!delta_bias || bc.numel() == dim, "delta_bias must be (dim,)");
+  at::Tensor out = at::empty({batch, L, dim}, u.options());
+  const float* pu = u.data_ptr<float>();
+  const float* pdelta = delta.data_ptr<float>();
+  const float* pz = z ? z->data_ptr<float>() : nullptr;
+  const float* pB = B.data_ptr<float>();
+  const float* pC = C.data_ptr<float>();
+  const float* pAt = At.data_ptr<float>();
+  const float* pD = D ? Dc.data_ptr<float>() : nullptr;
+  const float* pbias = delta_bias ? bc.data_ptr<float>() : nullptr;
+  float* pout = out.data_ptr<float>();
+  const int64_t blocks = dim / 8;
+  at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / blocks, d0 = (i % blocks) * 8;
+      float bias_d[8];
+      for (int k = 0; k < 8; ++k) bias_d[k] = pbias != nullptr ? pbias[d0 + k] : 0.f;
+      const float* zb = pz != nullptr ? pz + b * z->stride(0) + d0 : nullptr;
+      const int64_t sz = z ? z->stride(1) : 0;
+      auto run = [&](auto tag) {
+        scan_tokens_task<decltype(tag)::value>(
+            N, L, pu + b * u.stride(0) + d0, u.stride(1), pdelta + b * delta.stride(0) + d0,
+            delta.stride(1), zb, sz, pB + b * B.stride(0), B.stride(1), pC + b * C.stride(0),
+            C.stride(1), pAt + d0, dim, bias_d, pD != nullptr ? pD + d0 : nullptr, use_softplus,
+            pout + b * L * dim + d0);
+      };
+      if (N == 16) {
+        run(std::integral_constant<int, 16>{});
+      } else {
+        run(std::integral_constant<int, 0>{});
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(dimsum_scan, m) {
@@ -552,9 +660,13 @@ TORCH_LIBRARY(dimsum_scan, m) {
   m.def(
       "bwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
       "Tensor? delta_bias, bool softplus, Tensor dout, Tensor? dlast) -> Tensor[]");
+  m.def(
+      "fwd_tokens(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
+      "Tensor? delta_bias, bool softplus) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(dimsum_scan, CPU, m) {
   m.impl("fwd", &scan_fwd);
   m.impl("bwd", &scan_bwd);
+  m.impl("fwd_tokens", &scan_fwd_tokens);
 }
