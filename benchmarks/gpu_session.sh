@@ -2,7 +2,7 @@
 # One prepared GPU session (run through the device tool, from the repository root):
 #   1. parity tests on CUDA (fp32, TF32 off), in the background of the training;
 #   2. DiM-L/2 forward timings per scan path (BENCH=1; off by default: it would share the GPU);
-#   3. the embedded model (emoji-XS), resumed from checkpoints/train_state, in two phases that fit
+#   3. the embedded model (emoji-XS), resumed from $STATE (default checkpoints/train_state), in two phases that fit
 #      a wall-clock budget: P1_MINUTES at the constant LR, then a linear cool-down to LR 0 whose
 #      length in steps comes from the step rate measured in phase 1 (so it ends at LR ~0 in
 #      P2_MINUTES whatever the GPU's speed); the EMA is evaluated at the end of each phase;
@@ -29,6 +29,7 @@ BATCH_MAIN=${BATCH_MAIN:-512}
 LR=${LR:-1e-3}
 RUN_ROOT=${RUN_ROOT:-/tmp/runs}
 VARIANTS=${VARIANTS:-base=}
+STATE=${STATE:-checkpoints/train_state/state.pt}  # the training state every variant starts from
 mkdir -p "$OUT" "$RUN_ROOT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
@@ -75,7 +76,7 @@ fi
 train_variant() {
     local name=$1; shift
     local run=$RUN_ROOT/$name log=$RUN_ROOT/$name/train.txt
-    mkdir -p "$run" && cp checkpoints/train_state/state.pt "$run/state.pt"
+    mkdir -p "$run" && cp "$STATE" "$run/state.pt"
     local start s1 rate cool
     start=$($PY -c "import torch; print(torch.load('$run/state.pt', map_location='cpu', weights_only=True)['step'])")
     echo "== $name phase 1: constant LR, $P1_MINUTES min ($*)" | tee -a "$log"
