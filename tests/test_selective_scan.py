@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from dimsum.ops import (
     available_scan_impls,
+    causal_conv1d_tokens,
+    causal_conv1d_tokens_ref,
     selective_scan_fn,
     selective_scan_ref,
     selective_scan_tokens,
@@ -233,7 +235,7 @@ def test_token_major_scan_matches_reference(impl, shape, with_z):
 
 @pytest.mark.skipif("cpp" not in available_scan_impls(), reason="C++ extension unavailable")
 def test_token_major_kernel_is_used_without_grad(monkeypatch):
-    """No grad + cpp: the token-major kernel runs, not the transposing fallback."""
+    """No grad + cpp: the token-major kernels run, not the reference fallbacks."""
     import dimsum.ops.selective_scan as ss
 
     def no_fallback(*a, **k):
@@ -245,20 +247,39 @@ def test_token_major_kernel_is_used_without_grad(monkeypatch):
         assert selective_scan_tokens(**tok, delta_softplus=True, impl="cpp").is_contiguous()
     with pytest.raises(AssertionError, match="fell back"):
         selective_scan_tokens(**tok, delta_softplus=True, impl="chunked")
+    # the same for the conv before the scan
+    import dimsum.ops.causal_conv as cc
+
+    monkeypatch.setattr(cc, "causal_conv1d_tokens_ref", no_fallback)
+    w = torch.randn(16, 1, 4)
+    with torch.inference_mode():
+        assert cc.causal_conv1d_tokens(tok["u"], w, None, silu=True, impl="cpp").is_contiguous()
+    with pytest.raises(AssertionError, match="fell back"):
+        cc.causal_conv1d_tokens(tok["u"], w, None, silu=True, impl="chunked")
 
 
-def test_causal_depthwise_conv_matches_conv1d():
-    """Mamba's token-major conv = nn.Conv1d(groups=d, padding=K-1) truncated, incl. L < K."""
-    from dimsum.models.mamba import causal_depthwise_conv
-
+@pytest.mark.parametrize("impl", [i for i in ("chunked", "cpp") if i in available_scan_impls()])
+@pytest.mark.parametrize("dim", [6, 16, 20])
+def test_causal_conv_tokens_matches_conv1d(impl, dim):
+    """Mamba's token-major conv (+ SiLU) = nn.Conv1d(groups=d, padding=K-1) truncated to L, for
+    the reference (with autograd) and, without grad, the C++ kernel (impl="cpp"); incl. L < K and
+    widths that are not multiples of 8 (the kernel's scalar tail)."""
     g = torch.Generator().manual_seed(0)
     for L in (1, 3, 4, 50):
-        conv = torch.nn.Conv1d(6, 6, 4, groups=6, padding=3)
-        x = torch.randn(2, L, 12, generator=g)[..., :6]  # a strided view, like in_proj's half
+        conv = torch.nn.Conv1d(dim, dim, 4, groups=dim, padding=3)
+        x = torch.randn(2, L, 2 * dim, generator=g)[..., :dim]  # a strided view, like in_proj's
         want = conv(x.transpose(1, 2))[..., :L].transpose(1, 2)
-        got = causal_depthwise_conv(x, conv.weight, conv.bias)
-        assert_rel(got, want, 1e-6, f"L={L}")
-        assert_rel(causal_depthwise_conv(x, conv.weight, None), want - conv.bias, 1e-6, "no bias")
+        for silu in (False, True):
+            w = F.silu(want) if silu else want
+            ref = causal_conv1d_tokens_ref(x, conv.weight, conv.bias, silu=silu)
+            assert_rel(ref, w, 1e-6, f"ref L={L} silu={silu}")
+            assert ref.requires_grad  # the reference keeps autograd
+            with torch.no_grad():
+                got = causal_conv1d_tokens(x, conv.weight, conv.bias, silu=silu, impl=impl)
+                nob = causal_conv1d_tokens(x, conv.weight, None, silu=silu, impl=impl)
+            assert_rel(got, w, 1e-6, f"{impl} L={L} silu={silu}")
+            want_nob = want - conv.bias
+            assert_rel(nob, F.silu(want_nob) if silu else want_nob, 1e-6, f"{impl} no bias")
 
 
 def test_env_var_selects_impl(monkeypatch):

@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..ops import selective_scan_tokens
+from ..ops import causal_conv1d_tokens, selective_scan_tokens
 
 
 class Mamba(nn.Module):
@@ -72,7 +71,7 @@ class Mamba(nn.Module):
         # Token-major throughout (N, L, channels): the layout the linear layers produce, so x, z
         # and B, C stay views of their projections and the scan reads them in place.
         x, z = self.in_proj(u).chunk(2, dim=-1)
-        x = F.silu(causal_depthwise_conv(x, self.conv1d.weight, self.conv1d.bias), inplace=True)
+        x = causal_conv1d_tokens(x, self.conv1d.weight, self.conv1d.bias, silu=True)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         y = selective_scan_tokens(
             x,
@@ -86,20 +85,3 @@ class Mamba(nn.Module):
             delta_softplus=True,
         )
         return self.out_proj(y)
-
-
-def causal_depthwise_conv(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-) -> torch.Tensor:
-    """Causal depthwise conv along L in token layout: x (N, L, d) -> (N, L, d), contiguous.
-
-    The same as nn.Conv1d(d, d, K, groups=d, padding=K-1) on x^T truncated to L outputs:
-    out_l = bias + sum_k weight[:, 0, k] * x_{l-K+1+k} (zero before the start), without
-    transposing x. weight (d, 1, K), bias (d,).
-    """
-    k = weight.shape[-1]
-    w = weight[:, 0, :]
-    out = x * w[:, k - 1] if bias is None else torch.addcmul(bias, x, w[:, k - 1])
-    for lag in range(1, k):
-        out[:, lag:].addcmul_(x[:, :-lag], w[:, k - 1 - lag])
-    return out

@@ -1,5 +1,6 @@
-"""Low-level ops: the selective scan (Mamba S6) with CPU/CUDA fast paths."""
+"""Low-level ops: the selective scan (Mamba S6) and Mamba's causal conv, with fast paths."""
 
+from .causal_conv import causal_conv1d_tokens, causal_conv1d_tokens_ref
 from .selective_scan import (
     available_scan_impls,
     selective_scan_fn,
@@ -8,6 +9,8 @@ from .selective_scan import (
 )
 
 __all__ = [
+    "causal_conv1d_tokens",
+    "causal_conv1d_tokens_ref",
     "available_scan_impls",
     "selective_scan_fn",
     "selective_scan_ref",

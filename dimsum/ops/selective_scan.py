@@ -205,6 +205,12 @@ def selective_scan_fn(
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
+def needs_grad(*tensors: Tensor | None) -> bool:
+    """True if autograd would record an op on these tensors (the C++ inference kernels have no
+    backward, so they serve only calls that need none)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def selective_scan_tokens(
     u: Tensor,
     delta: Tensor,
@@ -228,12 +234,7 @@ def selective_scan_tokens(
     """
     if (
         _resolve(impl, u.device) == "cpp"
-        and not (
-            torch.is_grad_enabled()
-            and any(
-                t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
-            )
-        )
+        and not needs_grad(u, delta, A, B, C, D, z, delta_bias)
         and u.dtype == delta.dtype == B.dtype == C.dtype == torch.float32
         and (z is None or z.dtype == torch.float32)
         and u.shape[-1] % 8 == 0

@@ -15,7 +15,8 @@
 // (AVX2: Np/8 ymm vectors) and loops over L sequentially. exp is a vectorised Cephes-style
 // polynomial (~1-2 ulp) because libm's scalar expf would dominate the run time.
 //
-// Registered as torch.ops.dimsum_scan.{fwd,bwd,fwd_tokens} (no pybind: faster to compile).
+// Registered as torch.ops.dimsum_scan.{fwd,bwd,fwd_tokens,conv_tokens} (no pybind: faster to
+// compile).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -651,6 +652,52 @@ at::Tensor scan_fwd_tokens(const at::Tensor& u, const at::Tensor& delta, const a
   return out;
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Causal depthwise conv1d (+ optional SiLU) in token layout, for inference: x (batch, L, dim)
+// with unit channel stride, weight (dim, K), bias (dim,) or empty; out (batch, L, dim)
+// contiguous, out[b, l] = act(bias + sum_k weight[:, k] * x[b, l - K + 1 + k]) (zero before 0).
+// Mamba's conv before the scan; one pass instead of K + 1 elementwise passes over strided views.
+// ---------------------------------------------------------------------------------------------
+at::Tensor conv_tokens(const at::Tensor& x, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, bool silu) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, "x must be float32 CPU");
+  TORCH_CHECK(x.dim() == 3 && x.stride(2) == 1, "x must be (batch, L, dim) with unit dim stride");
+  const int64_t batch = x.size(0), L = x.size(1), dim = x.size(2);
+  const at::Tensor w = weight.to(at::kFloat).reshape({dim, -1}).t().contiguous();  // (K, dim)
+  const int64_t K = w.size(0);
+  const at::Tensor bc = bias ? bias->to(at::kFloat).contiguous() : at::zeros({dim}, x.options());
+  TORCH_CHECK(bc.numel() == dim, "bias must be (dim,)");
+  at::Tensor out = at::empty({batch, L, dim}, x.options());
+  const float* px = x.data_ptr<float>();
+  const float* pw = w.data_ptr<float>();
+  const float* pb = bc.data_ptr<float>();
+  float* pout = out.data_ptr<float>();
+  const int64_t sx0 = x.stride(0), sx1 = x.stride(1);
+  at::parallel_for(0, batch * L, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / L, l = i % L;
+      float* o = pout + i * dim;
+      int64_t d = 0;
+      for (; d + 8 <= dim; d += 8) {
+        vf acc = vload(pb + d);
+        for (int64_t k = std::max<int64_t>(0, K - 1 - l); k < K; ++k) {
+          acc = vfma(vload(pw + k * dim + d), vload(px + b * sx0 + (l - K + 1 + k) * sx1 + d), acc);
+        }
+        vstore(o + d, silu ? vmul(acc, vsigmoid(acc)) : acc);
+      }
+      for (; d < dim; ++d) {
+        float acc = pb[d];
+        for (int64_t k = std::max<int64_t>(0, K - 1 - l); k < K; ++k) {
+          acc += pw[k * dim + d] * px[b * sx0 + (l - K + 1 + k) * sx1 + d];
+        }
+        o[d] = silu ? acc * sigmoid(acc) : acc;
+      }
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(dimsum_scan, m) {
@@ -663,10 +710,12 @@ TORCH_LIBRARY(dimsum_scan, m) {
   m.def(
       "fwd_tokens(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
       "Tensor? delta_bias, bool softplus) -> Tensor");
+  m.def("conv_tokens(Tensor x, Tensor weight, Tensor? bias, bool silu) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(dimsum_scan, CPU, m) {
   m.impl("fwd", &scan_fwd);
   m.impl("bwd", &scan_bwd);
   m.impl("fwd_tokens", &scan_fwd_tokens);
+  m.impl("conv_tokens", &conv_tokens);
 }

@@ -1,0 +1,55 @@
+"""Causal depthwise conv1d in token layout: Mamba's short conv before the scan.
+
+    out[:, l] = act(bias + sum_k weight[:, 0, k] * x[:, l - K + 1 + k])     x (N, L, d), zero before 0
+
+The same as ``nn.Conv1d(d, d, K, groups=d, padding=K - 1)`` on x^T truncated to L outputs, but
+computed on token rows, so x can stay a view of the in_proj output (no transposing copies).
+``causal_conv1d_tokens_ref`` is plain PyTorch (autograd, any device); the C++ extension's
+``conv_tokens`` does the conv and the SiLU in one pass when no gradient is needed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .selective_scan import _resolve, needs_grad
+
+__all__ = ["causal_conv1d_tokens", "causal_conv1d_tokens_ref"]
+
+
+def causal_conv1d_tokens_ref(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, *, silu: bool = False
+) -> Tensor:
+    """Reference: K shifted multiply-adds. x (N, L, d), weight (d, 1, K), bias (d,) -> (N, L, d)."""
+    k = weight.shape[-1]
+    w = weight.reshape(weight.shape[0], k)
+    out = x * w[:, k - 1] if bias is None else torch.addcmul(bias, x, w[:, k - 1])
+    for lag in range(1, k):
+        out[:, lag:].addcmul_(x[:, :-lag], w[:, k - 1 - lag])
+    return F.silu(out, inplace=True) if silu else out
+
+
+def causal_conv1d_tokens(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    *,
+    silu: bool = False,
+    impl: str | None = None,
+) -> Tensor:
+    """Causal depthwise conv (+ SiLU if ``silu``) on token rows; see the module docstring.
+
+    Runs the C++ kernel for float32 CPU inputs that need no gradient when the selective-scan
+    implementation resolves to ``cpp`` (``impl`` / ``$DIMSUM_SCAN_IMPL``), else the reference.
+    """
+    if (
+        _resolve(impl, x.device) == "cpp"
+        and not needs_grad(x, weight, bias)
+        and x.dtype == torch.float32
+        and x.dim() == 3
+        and x.stride(-1) == 1
+    ):
+        return torch.ops.dimsum_scan.conv_tokens(x, weight, bias, silu)
+    return causal_conv1d_tokens_ref(x, weight, bias, silu=silu)
