@@ -18,6 +18,10 @@ Implementations (``DIMSUM_SCAN_IMPL`` or the ``impl=`` keyword picks one, defaul
   smoke test.
 * ``auto``: CPU -> ``cpp`` if it builds, else ``chunked``; CUDA -> ``cuda`` if usable, else
   ``chunked``.
+
+:func:`selective_scan_tokens` is the same scan in the model's token-major layout (batch, L, dim);
+it serves no-grad CPU calls with the C++ token-major kernel and transposes into
+:func:`selective_scan_fn` otherwise.
 """
 
 from __future__ import annotations

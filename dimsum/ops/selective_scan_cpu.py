@@ -2,7 +2,10 @@
 
 * ``cpp``: a C++ extension (``csrc/selective_scan.cpp``) JIT-compiled once with
   ``torch.utils.cpp_extension.load`` and cached on disk; OpenMP over (batch, dim) rows, state in
-  AVX2 registers, forward + reverse-scan backward. CPU only.
+  AVX2 registers, forward + reverse-scan backward. CPU only. The same extension holds two
+  inference kernels in the model's token-major layout (``fwd_tokens``: the scan over 8 channels
+  per vector; ``conv_tokens``: Mamba's causal conv + SiLU), used through
+  ``selective_scan_tokens`` and ``ops.causal_conv``.
 * ``chunked``: pure PyTorch. The sequence is cut into chunks of ``T ~ sqrt(L)`` steps; all
   chunks are scanned at once from a zero state, then the state entering each chunk is carried
   with a short loop and added back through the in-chunk cumulative decay ``prod exp(dt*A)``

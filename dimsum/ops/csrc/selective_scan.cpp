@@ -545,7 +545,6 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
           dbias_part.sum(0)};
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Token-major forward for inference: u, delta, z (batch, L, dim) with unit channel stride (any
 // row stride, e.g. views into the in_proj output), B, C (batch, L, N) likewise, A (dim, N);
@@ -651,7 +650,6 @@ at::Tensor scan_fwd_tokens(const at::Tensor& u, const at::Tensor& delta, const a
   });
   return out;
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Causal depthwise conv1d (+ optional SiLU) in token layout, for inference: x (batch, L, dim)
