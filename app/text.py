@@ -104,6 +104,11 @@ its training curves appear here; when `checkpoints/ablation/<variant>/` folders 
 generate the same seed and class with every variant side by side.
 """
 
+STOPPED_STATUS = (
+    "**Stopped.** This run was discarded; the tabs below still show the last finished run, "
+    "if there is one."
+)
+
 SHARE_HELP = """\
 Reproduce a run: copy the JSON (or the link) and paste it into **Load settings**, or drop a PNG
 saved by this app (its settings are stored inside the file).

@@ -7,6 +7,8 @@ are light and run concurrently.
 
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 
 from . import text
@@ -381,7 +383,15 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
             js="(q) => q ? window.location.origin + window.location.pathname + q : ''",
             api_visibility="private",
         )
-        stop_btn.click(None, cancels=[gen_event], api_visibility="private")
+        # Says what a stop leaves behind: the streamed previews had cleared the gallery, while the
+        # tabs keep the last finished run (the session only moves to a run once it completes).
+        stop_btn.click(
+            None,
+            outputs=[status],
+            js=f"() => {json.dumps(text.STOPPED_STATUS)}",
+            cancels=[gen_event],
+            api_visibility="private",
+        )
 
         traj_step.input(
             clean_errors(ex.trajectory_view),

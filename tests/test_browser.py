@@ -193,6 +193,18 @@ def test_browser_walkthrough(server, browser, shots: Path) -> None:
     assert page.locator("#compare-gallery img").count() >= 2
     _shot(page, shots, "evidence", "#views")
 
+    # Stop mid-run: sampling ends and the status says what is left (checked after a pause, so a
+    # late message of the cancelled run would have overwritten it).
+    page.goto(f"{origin}/?steps=250&images=4", wait_until="domcontentloaded")  # ~27 s of work
+    page.wait_for_selector("#generate-btn", timeout=120_000)
+    page.click("#generate-btn")
+    _wait_text(page, "#status", "Sampling")
+    page.get_by_role("button", name="Stop").click()
+    _wait_text(page, "#status", "Stopped")
+    time.sleep(2)
+    assert "Stopped" in page.inner_text("#status")
+    assert page.locator("#gallery img").count() == 0
+
     assert not errors, errors
     outside = sorted({u for u in requests if not _same_origin(u, origin)})
     assert not outside, f"requests outside the app's origin: {outside}"
