@@ -2,19 +2,21 @@
 # One prepared GPU session (run through the device tool, from the repository root):
 #   1. parity tests on CUDA (fp32, TF32 off), in the background of the training;
 #   2. DiM-L/2 forward timings per scan path (BENCH=1; off by default: it would share the GPU);
-#   3. the embedded model (emoji-XS), resumed from $STATE (default checkpoints/train_state), in two phases that fit
-#      a wall-clock budget: P1_MINUTES at the constant LR, then a linear cool-down to LR 0 whose
+#   3. the embedded model (emoji-XS), resumed from $STATE (default: checkpoints/train_state), in
+#      two phases that fit a wall-clock budget: P1_MINUTES at the constant LR, then a linear cool-down to LR 0 whose
 #      length in steps comes from the step rate measured in phase 1 (so it ends at LR ~0 in
 #      P2_MINUTES whatever the GPU's speed); the EMA is evaluated at the end of each phase;
 #      VARIANTS (';'-separated name=extra flags, e.g. "base=;ln=--time-sampling logit_normal")
 #      are trained side by side from the same state, each into $OUT/<name>.tgz;
 #   4. ABLATION=1: the three ablation variants (same recipe, seed, batch 32, ABL_STEPS steps);
-#   5. PROFILE=1 (first, alone on the GPU): training-step time at batch 512 and 2048 and the top
+#   5. PROFILE=1 (first, alone on the GPU): training-step time at BATCH_MAIN and 4x it, and the top
 #      ops of a profiled step (benchmarks/bench_train_step.py), into $OUT/profile.txt.
 # Needs (carried, git-ignored): .wheels/ (PyWavelets for the GPU image's Python) and
 # .cache/emoji32_v16.0.0_f1.npz (the data set, built here with `dimsum build-data`).
-# Results go to $OUT (at most 8 files come back). Dry run on a CPU:
-#   DEVICE=cpu P1_MINUTES=0.3 P2_MINUTES=0.3 BATCH_MAIN=8 EVAL_SAMPLES=16 OUT=/tmp/gs bash benchmarks/gpu_session.sh
+# Results go to $OUT (at most 8 files come back: gpu.txt, profile.txt, one .tgz per variant). Dry
+# run on a CPU (two variants, ~5 min on 2 cores):
+#   DEVICE=cpu P1_MINUTES=0.7 P2_MINUTES=0.3 BATCH_MAIN=8 EVAL_SAMPLES=16 OUT=/tmp/gs \
+#       RUN_ROOT=/tmp/gsruns VARIANTS="base=;ln=--time-sampling logit_normal" bash benchmarks/gpu_session.sh
 set -u
 OUT=${OUT:-/tmp/out}
 P1_MINUTES=${P1_MINUTES:-3}
