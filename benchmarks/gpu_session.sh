@@ -3,9 +3,10 @@
 #   1. parity tests on CUDA (fp32, TF32 off), in the background of the training;
 #   2. DiM-L/2 forward timings per scan path (BENCH=1; off by default: it would share the GPU);
 #   3. the embedded model (emoji-XS), resumed from $STATE (default: checkpoints/train_state), in
-#      two phases that fit a wall-clock budget: P1_MINUTES at the constant LR, then a linear cool-down to LR 0 whose
-#      length in steps comes from the step rate measured in phase 1 (so it ends at LR ~0 in
-#      P2_MINUTES whatever the GPU's speed); the EMA is evaluated at the end of each phase;
+#      two phases that fit a wall-clock budget: P1_MINUTES at the constant LR, then a linear
+#      cool-down to LR 0 whose length in steps comes from the step rate measured in phase 1 (so
+#      it ends at LR ~0 in P2_MINUTES whatever the GPU's speed); the EMA is evaluated at the end
+#      of each phase;
 #      VARIANTS (';'-separated name=extra flags, e.g. "base=;ln=--time-sampling logit_normal")
 #      are trained side by side from the same state, each into $OUT/<name>.tgz;
 #   4. ABLATION=1: the three ablation variants (same recipe, seed, batch 32, ABL_STEPS steps);
