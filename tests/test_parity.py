@@ -56,6 +56,24 @@ def test_outputs(case: str, file: str) -> None:
             assert_pass_rule(raw, out["out_cfg_raw"], "out_cfg_raw")
 
 
+@pytest.mark.parametrize("impl", ["ref", "chunked", "cpp"])
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_outputs_on_every_scan_path(impl: str, grad: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same official vectors through each way the Mamba layers can run: without gradients
+    and impl=cpp the token-major C++ kernels; with gradients (training) or another impl the
+    references (conv on token rows, the scan transposed into selective_scan_fn) — the path CUDA
+    takes too."""
+    if impl == "cpp" and (DEVICE != "cpu" or "cpp" not in dimsum.ops.available_scan_impls()):
+        pytest.skip("the C++ kernels run on the CPU only")
+    monkeypatch.setenv("DIMSUM_SCAN_IMPL", impl)
+    model = dimsum.load_checkpoint(PARITY / "cond_tiny" / "model.safetensors", device=DEVICE)
+    inp, out = load_case("cond_tiny")
+    with torch.set_grad_enabled(grad):
+        ours = model(inp["x"], inp["t"], inp["y"])
+    assert ours.requires_grad == grad
+    assert_pass_rule(ours.detach(), out["out"], f"out ({impl}, grad={grad})")
+
+
 def test_training_checkpoint_uses_ema() -> None:
     """The official file differs between 'model' and 'ema' on purpose; we must read 'ema'."""
     model = dimsum.load_checkpoint(PARITY / "cond_tiny" / "checkpoint.pt")

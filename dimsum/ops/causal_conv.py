@@ -46,6 +46,7 @@ def causal_conv1d_tokens(
     """
     if (
         _resolve(impl, x.device) == "cpp"
+        and x.device.type == "cpu"
         and not needs_grad(x, weight, bias)
         and x.dtype == torch.float32
         and x.dim() == 3

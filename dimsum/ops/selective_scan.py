@@ -238,6 +238,7 @@ def selective_scan_tokens(
     """
     if (
         _resolve(impl, u.device) == "cpp"
+        and u.device.type == "cpu"
         and not needs_grad(u, delta, A, B, C, D, z, delta_bias)
         and u.dtype == delta.dtype == B.dtype == C.dtype == torch.float32
         and (z is None or z.dtype == torch.float32)
