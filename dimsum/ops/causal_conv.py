@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .selective_scan import _resolve, needs_grad
+from .selective_scan import use_cpp_inference_kernel
 
 __all__ = ["causal_conv1d_tokens", "causal_conv1d_tokens_ref"]
 
@@ -45,9 +45,7 @@ def causal_conv1d_tokens(
     implementation resolves to ``cpp`` (``impl`` / ``$DIMSUM_SCAN_IMPL``), else the reference.
     """
     if (
-        _resolve(impl, x.device) == "cpp"
-        and x.device.type == "cpu"
-        and not needs_grad(x, weight, bias)
+        use_cpp_inference_kernel(impl, x, weight, bias)
         and x.dtype == torch.float32
         and x.dim() == 3
         and x.stride(-1) == 1

@@ -209,10 +209,14 @@ def selective_scan_fn(
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
-def needs_grad(*tensors: Tensor | None) -> bool:
-    """True if autograd would record an op on these tensors (the C++ inference kernels have no
-    backward, so they serve only calls that need none)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+def use_cpp_inference_kernel(impl: str | None, *tensors: Tensor | None) -> bool:
+    """Whether a call may take one of the C++ token-major inference kernels: the implementation
+    resolves to ``cpp``, the first tensor is on the CPU, and autograd would record nothing (those
+    kernels have no backward)."""
+    device = tensors[0].device
+    if _resolve(impl, device) != "cpp" or device.type != "cpu":
+        return False
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
 
 
 def selective_scan_tokens(
@@ -237,9 +241,7 @@ def selective_scan_tokens(
     transposes and calls :func:`selective_scan_fn`, which defines the semantics.
     """
     if (
-        _resolve(impl, u.device) == "cpp"
-        and u.device.type == "cpu"
-        and not needs_grad(u, delta, A, B, C, D, z, delta_bias)
+        use_cpp_inference_kernel(impl, u, delta, A, B, C, D, z, delta_bias)
         and u.dtype == delta.dtype == B.dtype == C.dtype == torch.float32
         and (z is None or z.dtype == torch.float32)
         and u.shape[-1] % 8 == 0
