@@ -362,6 +362,9 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
             api_name="generate",
             scroll_to_output=False,
             show_progress_on=[live],
+            # A click while the last run is still finishing (its views refresh for ~0.2 s after
+            # the images appear) starts a run once that ends; gradio's default drops it silently.
+            trigger_mode="always_last",
             **SAMPLING,
         )
         view_outputs = [

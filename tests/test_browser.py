@@ -193,6 +193,16 @@ def test_browser_walkthrough(server, browser, shots: Path) -> None:
     assert page.locator("#compare-gallery img").count() >= 2
     _shot(page, shots, "evidence", "#views")
 
+    # Generate again the moment the images appear (the last run's views are still refreshing):
+    # the click starts a run instead of being dropped.
+    page.click("#generate-btn")
+    _wait_text(page, "#status", "Sampling")
+    _wait_text(page, "#status", "network evaluations")
+    page.wait_for_function("() => document.querySelectorAll('#gallery img').length >= 4")
+    page.click("#generate-btn")
+    _wait_text(page, "#status", "Sampling", timeout=30)
+    _wait_text(page, "#status", "network evaluations")
+
     # Stop mid-run: sampling ends and the status says what is left (checked after a pause, so a
     # late message of the cancelled run would have overwritten it).
     page.goto(f"{origin}/?steps=250&images=4", wait_until="domcontentloaded")  # ~27 s of work
