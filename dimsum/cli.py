@@ -42,6 +42,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
         return 2
     # Validate before the progress bar starts, so a bad value gives one clean error line.
     pipe.validate(_parse_classes(a.classes), a.seeds, a.cfg, a.steps, a.method, a.path)
+    pipe.resolve_schedule(a.method, a.schedule)
     bar = tqdm(total=None, desc="sampling", unit="step")
 
     def progress(rec) -> None:
@@ -55,6 +56,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
         num_steps=a.steps,
         method=a.method,
         path=a.path,
+        schedule=a.schedule,
         callback=progress,
         return_trajectory=a.trajectory is not None,
     )
@@ -141,6 +143,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         guidance_scale=a.cfg,
         num_steps=a.steps,
         method=a.method,
+        schedule=a.schedule,
         classifier=a.classifier,
         data=a.data,
         device=a.device,
@@ -213,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=20)
     s.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
     s.add_argument("--path", default="gvp", choices=["gvp", "linear"])
+    s.add_argument(
+        "--schedule",
+        default="uniform",
+        choices=["uniform", "karras"],
+        help="heun/euler step times: uniform, or karras (EDM spacing: short steps at both ends)",
+    )
     s.add_argument("--cfg", type=float, default=4.0, help="guidance scale (1 = none)")
     s.add_argument("--out", default="grid.png")
     s.add_argument("--cols", type=int, default=None)
@@ -282,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cfg", type=float, default=4.0)
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
+    e.add_argument(
+        "--schedule",
+        default="uniform",
+        choices=["uniform", "karras"],
+        help="heun/euler step times: uniform, or karras (EDM spacing: short steps at both ends)",
+    )
     e.add_argument(
         "--classifier",
         default=None,

@@ -109,6 +109,7 @@ class Evaluator:
         guidance_scale: float = 4.0,
         num_steps: int = 20,
         method: str = "heun",
+        schedule: str = "uniform",
         batch_size: int = 64,
         info: D.DistInfo | None = None,
     ) -> dict[str, Any]:
@@ -124,6 +125,7 @@ class Evaluator:
             guidance_scale=guidance_scale,
             num_steps=num_steps,
             method=method,
+            schedule=schedule,
         )
         seconds = time.perf_counter() - start
         m = compute_metrics(
@@ -144,6 +146,7 @@ class Evaluator:
             "guidance_scale": guidance_scale,
             "steps": num_steps,
             "method": method,
+            "schedule": pipe.resolve_schedule(method, schedule),
             "seed": self.seed,
         }
         out["sampling_seconds"] = round(seconds, 2)
@@ -159,6 +162,7 @@ def evaluate_checkpoint(
     guidance_scale: float = 4.0,
     num_steps: int = 20,
     method: str = "heun",
+    schedule: str = "uniform",
     classifier: str | Path | None = None,
     data: str | None = None,
     device: str | None = None,
@@ -183,6 +187,7 @@ def evaluate_checkpoint(
             guidance_scale=guidance_scale,
             num_steps=num_steps,
             method=method,
+            schedule=schedule,
             batch_size=batch_size,
             info=info,
         ),

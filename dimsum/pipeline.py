@@ -23,7 +23,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from . import __version__
-from .flow import StepRecord, Trajectory, sample_ode
+from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .models import DiMSUM
 from .tracing import FeatureRecorder, trace_features
 from .validation import (
@@ -208,6 +208,7 @@ class DiMSUMPipeline:
         num_steps: int = 20,
         method: str = "heun",
         path: str = "gvp",
+        schedule: str = "uniform",
         return_trajectory: bool = True,
         trace_steps: Sequence[int] | None = None,
         trace_blocks: Sequence[int] | None = None,
@@ -217,6 +218,9 @@ class DiMSUMPipeline:
     ) -> PipelineOutput:
         """Generate one image per (class, seed).
 
+        schedule: the step times of heun / euler: ``"uniform"`` (default) or ``"karras"``
+            (short steps at both ends, closer to the exact ODE solution at few steps; see
+            ``dimsum.flow.time_grid``); dopri5 takes ``"uniform"`` only.
         trace_steps: recorded step indices (0 = t=0 ... last = t=1) at which to record block
             features (`dimsum.tracing`); None = no tracing (zero cost).
         trace_blocks / trace_names: which blocks and which `TRACE_NAMES` to keep (default all).
@@ -225,13 +229,14 @@ class DiMSUMPipeline:
         classes_l, seeds_l, cfg, num_steps, method, path = self.validate(
             classes, seeds, guidance_scale, num_steps, method, path
         )
+        schedule = self.resolve_schedule(method, schedule)
         model, n = self.model, len(seeds_l)
         y = torch.tensor(classes_l, dtype=torch.long, device=self.device)
         guided = cfg != 1.0 and self.config.learn_null_class and self.config.num_label_rows > 1
 
         # Tracing keys on the time of an evaluation: the last evaluation made at a recorded
         # time t_k is the one at the recorded state x_k (Heun's predictor at t_k comes first).
-        grid = self.record_times(method, num_steps)
+        grid = self.record_times(method, num_steps, schedule, path)
         want = (
             {}
             if trace_steps is None
@@ -269,6 +274,7 @@ class DiMSUMPipeline:
             path=path,
             method=method,
             num_steps=num_steps,
+            schedule=schedule,
             callback=callback,
             # a callback needs the recorder anyway; keeping the trajectory then costs nothing
             return_trajectory=return_trajectory or callback is not None,
@@ -284,6 +290,7 @@ class DiMSUMPipeline:
             seeds=seeds_l,
             steps=num_steps,
             sampler=method,
+            schedule=schedule,
             path=path,
             guidance_scale=cfg,
             software=f"dimsum {__version__}",
@@ -307,11 +314,24 @@ class DiMSUMPipeline:
         return names[c] if names and 0 <= c < len(names) else str(c)
 
     @staticmethod
-    def record_times(method: str, num_steps: int) -> list[float]:
-        """The times of the recorded steps (dopri5: linspace grid; fixed: i / num_steps)."""
+    def resolve_schedule(method: str, schedule: str) -> str:
+        """The checked step schedule of a run (InputError for a bad name or dopri5 + karras)."""
+        schedule = check_choice("schedule", schedule, SCHEDULES)
+        if method == "dopri5" and schedule != "uniform":
+            raise InputError(
+                f"schedule: {schedule!r} is for the fixed-step samplers (heun, euler); dopri5 "
+                "chooses its own steps (use 'uniform')"
+            )
+        return schedule
+
+    @staticmethod
+    def record_times(
+        method: str, num_steps: int, schedule: str = "uniform", path: str = "gvp"
+    ) -> list[float]:
+        """The times of the recorded steps (dopri5: linspace grid; fixed: the step grid)."""
         if method == "dopri5":
             return torch.linspace(0, 1, num_steps).tolist()
-        return [i / num_steps for i in range(num_steps + 1)]
+        return time_grid(num_steps, schedule, path)
 
 
 # ---- saving images with their settings (SPEC section 9) -------------------------------------

@@ -59,6 +59,18 @@ def test_sample_writes_grid_and_trajectory(tiny_ckpt: Path, tmp_path: Path) -> N
     assert z["images"].shape == (2, 32, 32, 3)
 
 
+def test_sample_karras_schedule(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
+    from dimsum.flow import time_grid
+
+    grid, traj = tmp_path / "grid.png", tmp_path / "run.npz"
+    args = ["sample", "--checkpoint", str(tiny_ckpt), "--steps", "3", "--out", str(grid)]
+    assert main([*args, "--schedule", "karras", "--trajectory", str(traj)]) == 0
+    assert read_png_settings(grid)["schedule"] == "karras"
+    assert np.load(traj)["t"].tolist() == pytest.approx(time_grid(3, "karras"), abs=1e-6)
+    assert main([*args, "--method", "dopri5", "--schedule", "karras"]) == 2
+    assert "schedule: 'karras' is for the fixed-step samplers" in capsys.readouterr().err
+
+
 def test_sample_rejects_bad_input_cleanly(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
     rc = main(
         [

@@ -215,6 +215,32 @@ def test_pipeline_traces_only_the_requested_steps_blocks_and_names() -> None:
         pipe([1], [0], num_steps=2, method="euler", trace_steps=[0], trace_names=["nope"])
 
 
+def test_pipeline_karras_schedule_records_traces_and_labels_its_grid() -> None:
+    """A karras run steps, records and traces on the karras grid and says so in its settings;
+    its images differ from the uniform run's (same seeds), and dopri5 refuses it clearly."""
+    from dimsum.flow import time_grid
+    from dimsum.pipeline import DiMSUMPipeline
+    from dimsum.validation import InputError
+
+    torch.manual_seed(0)
+    model = dimsum.build_model(dimsum.get_preset("emoji-XS").replace(depth=2, attn_every=0))
+    for p in model.parameters():  # the zero-initialised output layer would give v = 0
+        p.data.normal_(0, 0.05)
+    pipe = DiMSUMPipeline(model)
+    kw = dict(guidance_scale=3.0, num_steps=4, method="heun", trace_steps=[2], trace_blocks=[0])
+    karras = pipe([1, 2], [0, 1], schedule="karras", **kw)
+    uniform = pipe([1, 2], [0, 1], **kw)
+    assert karras.settings["schedule"] == "karras" and uniform.settings["schedule"] == "uniform"
+    assert karras.trajectory.t.tolist() == pytest.approx(time_grid(4, "karras"), abs=1e-6)
+    assert uniform.trajectory.t.tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert list(karras.features) == [2] and "block_out" in karras.features[2][0]
+    assert not torch.equal(karras.trajectory.final, uniform.trajectory.final)
+    with pytest.raises(InputError, match="schedule: 'karras' is for the fixed-step samplers"):
+        pipe([1], [0], num_steps=3, method="dopri5", schedule="karras")
+    with pytest.raises(InputError, match="schedule"):
+        pipe([1], [0], num_steps=3, method="heun", schedule="cosine")
+
+
 def test_pipeline_without_trajectory_skips_the_recording_evaluation() -> None:
     """The final images do not depend on recording; without a trajectory (or callback) the
     sampler makes only its own 2 x steps Heun evaluations, and says so in the settings."""

@@ -17,11 +17,13 @@ from .paths import (
 from .sampler import (
     MAX_STEPS,
     METHODS,
+    SCHEDULES,
     NonFiniteError,
     StepRecord,
     StopSampling,
     Trajectory,
     sample_ode,
+    time_grid,
 )
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "predict_x1",
     "sample_time",
     "flow_matching_loss",
+    "SCHEDULES",
+    "time_grid",
     "sample_ode",
     "Trajectory",
     "StepRecord",
