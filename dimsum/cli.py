@@ -130,7 +130,10 @@ def cmd_export(a: argparse.Namespace) -> int:
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
     model = export_state(a.state, a.out, name=a.name, dtype=dtype)
-    print(f"wrote {a.out} ({model.config.name}, {model.num_parameters():,} parameters, {a.dtype})")
+    n_all, n_train = model.num_parameters(), model.num_parameters(trainable_only=True)
+    print(
+        f"wrote {a.out} ({model.config.name}, {n_all:,} parameters, {n_train:,} trainable, {a.dtype})"
+    )
     return 0
 
 
