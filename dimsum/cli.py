@@ -199,6 +199,16 @@ def cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_schedule_arg(parser: argparse.ArgumentParser) -> None:
+    # the names of dimsum.flow.SCHEDULES, spelled out so that --help does not import torch
+    parser.add_argument(
+        "--schedule",
+        default="uniform",
+        choices=["uniform", "karras"],
+        help="heun/euler step times: uniform, or karras (EDM spacing: short steps at both ends)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dimsum", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -219,12 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=20)
     s.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
     s.add_argument("--path", default="gvp", choices=["gvp", "linear"])
-    s.add_argument(
-        "--schedule",
-        default="uniform",
-        choices=["uniform", "karras"],
-        help="heun/euler step times: uniform, or karras (EDM spacing: short steps at both ends)",
-    )
+    _add_schedule_arg(s)
     s.add_argument("--cfg", type=float, default=4.0, help="guidance scale (1 = none)")
     s.add_argument("--out", default="grid.png")
     s.add_argument("--cols", type=int, default=None)
@@ -294,12 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cfg", type=float, default=4.0)
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
-    e.add_argument(
-        "--schedule",
-        default="uniform",
-        choices=["uniform", "karras"],
-        help="heun/euler step times: uniform, or karras (EDM spacing: short steps at both ends)",
-    )
+    _add_schedule_arg(e)
     e.add_argument(
         "--classifier",
         default=None,

@@ -146,7 +146,7 @@ class Evaluator:
             "guidance_scale": guidance_scale,
             "steps": num_steps,
             "method": method,
-            "schedule": pipe.resolve_schedule(method, schedule),
+            "schedule": schedule,  # checked by the pipeline before it sampled
             "seed": self.seed,
         }
         out["sampling_seconds"] = round(seconds, 2)

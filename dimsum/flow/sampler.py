@@ -407,6 +407,7 @@ def _validate(
     path: str,
     method: str,
     num_steps: int,
+    schedule: str,
     atol: float,
     rtol: float,
     trajectory_dtype: torch.dtype,
@@ -426,6 +427,13 @@ def _validate(
         raise ValueError(
             f"num_steps must be an int in [{min_steps}, {MAX_STEPS}] for method {name!r}, "
             f"got {num_steps!r}"
+        )
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if name == "dopri5" and schedule != "uniform":
+        raise ValueError(
+            f"schedule={schedule!r} applies to the fixed-step methods (heun, euler); dopri5 "
+            "chooses its own steps: use schedule='uniform'"
         )
     for arg, val in (("atol", atol), ("rtol", rtol)):
         if not isinstance(val, (int, float)) or not math.isfinite(val) or val <= 0:
@@ -497,14 +505,9 @@ def sample_ode(
         ValueError: invalid arguments (the message names the argument and allowed range).
         NonFiniteError: a velocity or state became NaN/Inf.
     """
-    path, method = _validate(velocity_fn, x0, path, method, num_steps, atol, rtol, trajectory_dtype)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if method == "dopri5" and schedule != "uniform":
-        raise ValueError(
-            f"schedule={schedule!r} applies to the fixed-step methods (heun, euler); dopri5 "
-            "chooses its own steps: use schedule='uniform'"
-        )
+    path, method = _validate(
+        velocity_fn, x0, path, method, num_steps, schedule, atol, rtol, trajectory_dtype
+    )
     x = x0.detach().to(torch.float32)
     vel = _Velocity(velocity_fn, x, check_finite)
 
