@@ -65,6 +65,15 @@ def mean_across(info: DistInfo, value: torch.Tensor) -> torch.Tensor:
     return v / info.world_size
 
 
+def any_across(info: DistInfo, flag: bool) -> bool:
+    """True on every process when `flag` is true on any (so all ranks leave a loop together)."""
+    if not info.enabled:
+        return flag
+    v = torch.tensor([float(flag)], device=info.device)
+    dist.all_reduce(v, op=dist.ReduceOp.MAX)
+    return bool(v.item())
+
+
 def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
     """Every process's `obj`, in rank order (a list of one when not distributed)."""
     if not info.enabled:

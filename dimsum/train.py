@@ -22,6 +22,8 @@ import copy
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -215,6 +217,42 @@ def build_config(tc: TrainConfig, class_names: list[str]) -> DiMSUMConfig:
     return cfg.replace(class_names=class_names)
 
 
+class GracefulStop:
+    """Ctrl-C / SIGTERM (a scheduler's preemption) during training: finish the step, save, stop.
+
+    The first signal only sets `requested`; the loop saves the state and leaves, so nothing since
+    the last periodic checkpoint is lost. A second signal aborts at once (default behaviour).
+    Handlers can only be installed from the main thread; elsewhere this does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # the second signal: stop now, without saving
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+            return
+        self.requested = True
+        log.warning(
+            "%s received: saving after this step and stopping (send it again to abort at once)",
+            signal.Signals(signum).name,
+        )
+
+
 def train(tc: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training. Returns a summary dict (steps, losses, wall time)."""
     tc.validate()
@@ -297,80 +335,89 @@ def train(tc: TrainConfig) -> dict[str, Any]:
         )
         save_pretrained(ema, out / "ema")
 
-    while step < tc.steps:
-        g = step_generator(tc.seed, info.rank, step)
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # drop-path etc.
-        idx = torch.multinomial(weights, per_rank, replacement=True, generator=g)
-        y = labels[idx].clone()
-        y[torch.rand(per_rank, generator=g) < tc.label_dropout] = null
-        # uniform draws exactly torch.rand(per_rank, generator=g), so old runs resume bit-exactly
-        t = sample_time(per_rank, time_sampling=tc.time_sampling, generator=g)
-        noise = torch.randn((per_rank, *images.shape[1:]), generator=g)
-        x1 = images_dev[idx.to(dev)].float().div_(127.5).sub_(1.0)
-        y, t, noise = y.to(dev), t.to(dev), noise.to(dev)
+    with GracefulStop() as graceful:
+        while step < tc.steps:
+            g = step_generator(tc.seed, info.rank, step)
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))  # drop-path etc.
+            idx = torch.multinomial(weights, per_rank, replacement=True, generator=g)
+            y = labels[idx].clone()
+            y[torch.rand(per_rank, generator=g) < tc.label_dropout] = null
+            # uniform draws exactly torch.rand(per_rank, generator=g), so old runs resume bit-exactly
+            t = sample_time(per_rank, time_sampling=tc.time_sampling, generator=g)
+            noise = torch.randn((per_rank, *images.shape[1:]), generator=g)
+            x1 = images_dev[idx.to(dev)].float().div_(127.5).sub_(1.0)
+            y, t, noise = y.to(dev), t.to(dev), noise.to(dev)
 
-        lr = learning_rate(tc, step)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with autocast:
-            loss, _ = flow_matching_loss(
-                partial(_call, net, y=y), x1, path=tc.path, t=t, noise=noise
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss became {loss.item()} at step {step}; last good state is in {out}"
-            )
-        opt.step()
-        ema_update(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
-        step += 1
-
-        loss_mean = D.mean_across(info, loss.detach().float()).item()
-        history.append(loss_mean)
-        if info.is_main:
-            assert bar is not None
-            bar.update(1)
-            if step % tc.log_every == 0 or step == tc.steps:
-                rec = dict(
-                    step=step,
-                    loss=loss_mean,
-                    lr=lr,
-                    grad_norm=float(grad_norm),
-                    seconds=round(wall + time.perf_counter() - t0, 2),
+            lr = learning_rate(tc, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with autocast:
+                loss, _ = flow_matching_loss(
+                    partial(_call, net, y=y), x1, path=tc.path, t=t, noise=noise
                 )
-                bar.set_postfix(loss=f"{np.mean(history[-tc.log_every :]):.4f}")
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-        over_time = tc.max_minutes is not None and (time.perf_counter() - t0) / 60 >= tc.max_minutes
-        if step % tc.ckpt_every == 0 or step == tc.steps or over_time:
-            checkpoint()
-            D.barrier(info)
-        if info.is_main and tc.sample_every and step % tc.sample_every == 0:
-            sample_grid(ema, out / "samples" / f"step_{step:07d}.png")
-        if evaluator is not None and (step % tc.eval_every == 0 or step == tc.steps or over_time):
-            from .pipeline import DiMSUMPipeline
-            from .validation import Limits
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, tc.grad_clip)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at step {step}; last good state is in {out}"
+                )
+            opt.step()
+            ema_update(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
+            step += 1
 
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
-                pipe = DiMSUMPipeline(ema, limits=Limits(max_images=1024, max_work=float("inf")))
-                res = evaluator(pipe, batch_size=512 if dev.type == "cuda" else 64)
-            res.update(step=step, seconds=round(wall + time.perf_counter() - t0, 1))
-            with open(out / "eval.jsonl", "a") as f:
-                f.write(json.dumps(res) + "\n")
-            log.info(
-                "step %d: FD-emoji %.3f precision %.3f recall %.3f accuracy %.3f",
-                step,
-                res["fd_emoji"],
-                res["precision"],
-                res["recall"],
-                res["accuracy"],
-            )
-        if over_time:
+            loss_mean = D.mean_across(info, loss.detach().float()).item()
+            history.append(loss_mean)
             if info.is_main:
-                log.info("stopping at step %d: --max-minutes %.1f reached", step, tc.max_minutes)
-            break
+                assert bar is not None
+                bar.update(1)
+                if step % tc.log_every == 0 or step == tc.steps:
+                    rec = dict(
+                        step=step,
+                        loss=loss_mean,
+                        lr=lr,
+                        grad_norm=float(grad_norm),
+                        seconds=round(wall + time.perf_counter() - t0, 2),
+                    )
+                    bar.set_postfix(loss=f"{np.mean(history[-tc.log_every :]):.4f}")
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+            over_time = (
+                tc.max_minutes is not None and (time.perf_counter() - t0) / 60 >= tc.max_minutes
+            )
+            # every rank leaves at the same step (time and signals can differ between processes)
+            stopping = D.any_across(info, over_time or graceful.requested)
+            if step % tc.ckpt_every == 0 or step == tc.steps or stopping:
+                checkpoint()
+                D.barrier(info)
+            if info.is_main and tc.sample_every and step % tc.sample_every == 0:
+                sample_grid(ema, out / "samples" / f"step_{step:07d}.png")
+            final = step == tc.steps or (stopping and not graceful.requested)  # a signal: no eval
+            if evaluator is not None and (step % tc.eval_every == 0 or final):
+                from .pipeline import DiMSUMPipeline
+                from .validation import Limits
+
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
+                    pipe = DiMSUMPipeline(
+                        ema, limits=Limits(max_images=1024, max_work=float("inf"))
+                    )
+                    res = evaluator(pipe, batch_size=512 if dev.type == "cuda" else 64)
+                res.update(step=step, seconds=round(wall + time.perf_counter() - t0, 1))
+                with open(out / "eval.jsonl", "a") as f:
+                    f.write(json.dumps(res) + "\n")
+                log.info(
+                    "step %d: FD-emoji %.3f precision %.3f recall %.3f accuracy %.3f",
+                    step,
+                    res["fd_emoji"],
+                    res["precision"],
+                    res["recall"],
+                    res["accuracy"],
+                )
+            if stopping:
+                if info.is_main:
+                    why = "a signal" if graceful.requested else f"--max-minutes {tc.max_minutes}"
+                    log.info("stopped at step %d on %s; state saved in %s", step, why, out)
+                break
     if bar is not None:
         bar.close()
     D.cleanup(info)

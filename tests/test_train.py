@@ -1,4 +1,5 @@
-"""Training: loss goes down, exact resume, SIGKILL durability, corrupt states, torchrun (gloo)."""
+"""Training: loss goes down, exact resume, SIGKILL durability, Ctrl-C/SIGTERM saves, corrupt states,
+torchrun (gloo)."""
 
 from __future__ import annotations
 
@@ -190,6 +191,33 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, data: Path) -> None:
     assert got["history"] == want["history"]
     for k in want["ema"]:
         torch.testing.assert_close(got["ema"][k], want["ema"][k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_the_current_step_and_stops(
+    tmp_path: Path, data: Path, sig: signal.Signals
+) -> None:
+    """Ctrl-C or a scheduler's SIGTERM loses no steps: the state is saved at the step reached."""
+    out = tmp_path / "run"
+    # no periodic checkpoint in reach: a state.pt can only come from the signal
+    cmd = [*_cli(out, data, 500), "--ckpt-every", "10000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    log = out / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    assert not (out / "state.pt").exists()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert f"{sig.name} received" in err.decode()
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    state = load_state(out / "state.pt")
+    assert 3 <= state["step"] < 500
+    assert state["step"] == logged[-1] == len(state["history"])
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
