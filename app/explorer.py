@@ -36,11 +36,22 @@ from .sampling import Done, Preview, Request, gpu_generate, gpu_stream, register
 from .state import RunExpired, RunRecord, RunStore, SessionState, build_record, plan_trace
 from .views import architecture, branches, evidence, scans, trajectory, wavelets
 
-DEFAULTS = {"steps": 20, "sampler": "heun", "guidance": 4.0, "images": 4, "seed": "0"}
+DEFAULTS = {
+    "steps": 20,
+    "sampler": "heun",
+    "guidance": 4.0,
+    "images": 4,
+    "seed": "0",
+    "schedule": "uniform",
+}
 SAMPLER_CHOICES = [
     ("Heun (2 evaluations / step)", "heun"),
     ("Euler (1 / step)", "euler"),
     ("dopri5 (adaptive, official)", "dopri5"),
+]
+SCHEDULE_CHOICES = [
+    ("Uniform in t", "uniform"),
+    ("Karras (EDM): denser near both ends", "karras"),
 ]
 
 
@@ -120,10 +131,12 @@ class Explorer:
         sampler: Any,
         guidance: Any,
         images: Any,
+        schedule: Any = "uniform",
     ) -> Generation:
         lim = pipe.limits
         n = check_int("number of images", images, 1, lim.max_images)
         method = check_choice("sampler", sampler, SAMPLERS)
+        schedule_ = pipe.resolve_schedule(method, schedule)
         num_steps = check_int("steps", steps, 2 if method == "dopri5" else 1, lim.max_steps)
         cfg = check_float("guidance scale", guidance, 0.0, lim.max_cfg)
         seed_ = _seed(seed, n)
@@ -133,7 +146,7 @@ class Explorer:
         records = num_steps if method == "dopri5" else num_steps + 1
         cfg_m = pipe.config
         steps_, blocks_ = plan_trace(records, n, cfg_m.num_tokens, cfg_m.hidden_size, cfg_m.depth)
-        req = Request([cls] * n, seeds, cfg, num_steps, method, steps_, blocks_)
+        req = Request([cls] * n, seeds, cfg, num_steps, method, steps_, blocks_, schedule_)
         return Generation(req, cls, class_labels(pipe)[cls], seed_, n, records)
 
     def model_updates(self, key: str, class_value: Any = None) -> list[Any]:
@@ -189,13 +202,14 @@ class Explorer:
         return [session, *self.model_updates(key, v.get("class")), *self._control_values(v)]
 
     def _control_values(self, v: dict[str, Any]) -> list[Any]:
-        """seed, steps, sampler, guidance, images: the parsed value or unchanged."""
+        """seed, steps, sampler, guidance, images, schedule: the parsed value or unchanged."""
         return [
             str(v["seed"]) if "seed" in v else gr.skip(),
             v.get("steps", gr.skip()),
             v.get("sampler", gr.skip()),
             v.get("guidance", gr.skip()),
             v.get("images", gr.skip()),
+            v.get("schedule", gr.skip()),
         ]
 
     def select_model(self, key: Any, session: SessionState, class_value: Any) -> list[Any]:
@@ -272,6 +286,7 @@ class Explorer:
         sampler: Any,
         guidance: Any,
         images: Any,
+        schedule: Any = "uniform",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's injection idiom
     ) -> Iterator[list[Any]]:
         """Stream previews while sampling, then the final images, files and settings."""
@@ -279,7 +294,9 @@ class Explorer:
             session = self.new_session()
         key = session.model_key
         pipe = self.registry.get(key)
-        gen = self.validate_generation(pipe, class_value, seed, steps, sampler, guidance, images)
+        gen = self.validate_generation(
+            pipe, class_value, seed, steps, sampler, guidance, images, schedule
+        )
         skip = gr.skip()
         out = None
         started = time.perf_counter()
@@ -326,6 +343,8 @@ class Explorer:
         self.store.add(record, replaces=session.run_id)
         elapsed = time.perf_counter() - started
         method_name = dict((v, k.split(" (")[0]) for k, v in SAMPLER_CHOICES)[gen.request.method]
+        if gen.request.schedule != "uniform":
+            method_name += f" ({gen.request.schedule} steps)"
         status = (
             f"**{gen.num_images} image{'s' if gen.num_images > 1 else ''}** of *{gen.class_label}* · "
             f"{method_name}, {gen.request.num_steps} steps, guidance {gen.request.guidance_scale:g} · "
@@ -344,6 +363,7 @@ class Explorer:
             gen.request.method,
             gen.request.guidance_scale,
             gen.num_images,
+            gen.request.schedule,
         )
         query = share.query_string(
             key,
@@ -354,6 +374,7 @@ class Explorer:
             gen.request.method,
             gen.request.guidance_scale,
             gen.num_images,
+            gen.request.schedule,
         )
         yield [
             final,
@@ -467,6 +488,7 @@ class Explorer:
         steps: Any,
         sampler: Any,
         guidance: Any,
+        schedule: Any = "uniform",
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple[list[tuple[np.ndarray, str]], Any, str]:
         """The same seed and class from every ablation variant, one image each."""
@@ -478,7 +500,9 @@ class Explorer:
         for j, key in enumerate(keys):
             progress((j, len(keys)), desc=f"Variant {key.split(':', 1)[1]}")
             pipe = self.registry.get(key)
-            gen = self.validate_generation(pipe, class_value, seed, steps, sampler, guidance, 1)
+            gen = self.validate_generation(
+                pipe, class_value, seed, steps, sampler, guidance, 1, schedule
+            )
             start = time.perf_counter()
             out = gpu_generate(self.source, key, gen.request)
             name = key.split(":", 1)[1]

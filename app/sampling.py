@@ -104,6 +104,7 @@ class Request:
     method: str
     trace_steps: list[int]
     trace_blocks: list[int]
+    schedule: str = "uniform"  # step times of heun / euler (dimsum.flow.SCHEDULES)
 
 
 @dataclass
@@ -238,5 +239,6 @@ def _call_pipeline(pipe: DiMSUMPipeline, req: Request, **extra: Any) -> Pipeline
         guidance_scale=req.guidance_scale,
         num_steps=req.num_steps,
         method=req.method,
+        schedule=req.schedule,
         **extra,
     )

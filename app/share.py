@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from dimsum.flow import SCHEDULES
 from dimsum.validation import MAX_SEED, SAMPLERS, InputError, Limits
 
 ALIASES = {
@@ -26,6 +27,8 @@ ALIASES = {
     "num_steps": "steps",
     "sampler": "sampler",
     "method": "sampler",
+    "schedule": "schedule",
+    "step_schedule": "schedule",
     "guidance": "guidance",
     "guidance_scale": "guidance",
     "cfg": "guidance",
@@ -101,6 +104,9 @@ def parse_mapping(data: Mapping[str, Any], limits: Limits) -> ParsedSettings:
         "sampler": lambda v: (
             v.strip().lower() if isinstance(v, str) and v.strip().lower() in SAMPLERS else None
         ),
+        "schedule": lambda v: (
+            v.strip().lower() if isinstance(v, str) and v.strip().lower() in SCHEDULES else None
+        ),
         "class": lambda v: (
             v
             if isinstance(v, (str, int)) and not isinstance(v, bool) and len(str(v)) <= 200
@@ -161,6 +167,7 @@ def settings_json(
     sampler: str,
     guidance: float,
     images: int,
+    schedule: str = "uniform",
 ) -> str:
     """The JSON shown under the images; pasting it back reproduces the run."""
     return json.dumps(
@@ -171,6 +178,7 @@ def settings_json(
             "seed": seed,
             "steps": steps,
             "sampler": sampler,
+            "schedule": schedule,
             "guidance_scale": guidance,
             "num_images": images,
         },
@@ -188,6 +196,7 @@ def query_string(
     sampler: str,
     guidance: float,
     images: int,
+    schedule: str = "uniform",
 ) -> str:
     params = {
         "class": class_label,
@@ -197,6 +206,8 @@ def query_string(
         "guidance": guidance,
         "images": images,
     }
+    if schedule != "uniform":  # the default stays out, so links read as before
+        params["schedule"] = schedule
     if model_key != default_model:
         params = {"model": model_key, **params}
     return "?" + urlencode(params)

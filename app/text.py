@@ -27,6 +27,10 @@ model's velocity v(x, t, class) to t = 1 (data), along DiMSUM's GVP path
 x_t = sin(πt/2)·x₁ + cos(πt/2)·x₀. **Steps**: solver steps (dopri5: number of output points; the
 adaptive solver chooses its own steps in between). **Heun** uses 2 model evaluations per step
 (accurate with few steps), **Euler** 1, **dopri5** is the official adaptive solver.
+**Step schedule** (Heun, Euler): *uniform* spaces the steps evenly in t; *Karras (EDM)* spaces
+them evenly in the noise level's ρ = 7 scale, so they crowd near t = 0 and t = 1, where the guided
+velocity turns fastest: at 20 Heun steps the result lies ~4.5x closer to the exact ODE solution
+(see the trajectory tab's t values). Both reach the same image quality on the embedded model.
 **Guidance scale** s mixes conditional and unconditional predictions, v = v_uncond + s·(v_cond −
 v_uncond): 1 = no guidance, larger = more typical of the class, 0 = ignore the class. Each image
 gets its own seed (seed, seed+1, …), so an image depends only on its seed and the settings.

@@ -15,7 +15,7 @@ from . import text
 from .components import RawDropdown, RawRadio, RawSlider, RawTextbox
 from .config import AppConfig
 from .errors import clean_errors
-from .explorer import DEFAULTS, SAMPLER_CHOICES, Explorer
+from .explorer import DEFAULTS, SAMPLER_CHOICES, SCHEDULE_CHOICES, Explorer
 from .views import branches, wavelets
 
 SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
@@ -77,6 +77,13 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
                     dice = gr.Button("Random seed", scale=1, min_width=90, size="sm")
                 steps = RawSlider(1, lim.max_steps, value=DEFAULTS["steps"], step=1, label="Steps")
                 sampler = RawRadio(SAMPLER_CHOICES, value=DEFAULTS["sampler"], label="Sampler")
+                schedule = RawRadio(
+                    SCHEDULE_CHOICES,
+                    value=DEFAULTS["schedule"],
+                    label="Step schedule",
+                    info="where Heun's and Euler's steps fall in t; dopri5 picks its own",
+                    elem_id="schedule",
+                )
                 guidance = RawSlider(
                     0,
                     min(lim.max_cfg, 10.0),
@@ -301,7 +308,7 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
                 variants = [k for k in ex.registry.sources if k.startswith("ablation:")]
                 if variants:
                     gr.Markdown(
-                        f"**Same seed and class with each variant** ({len(variants)} variants; uses the class, seed, steps, sampler and guidance set above)."
+                        f"**Same seed and class with each variant** ({len(variants)} variants; uses the class, seed, steps, sampler, step schedule and guidance set above)."
                     )
                     compare_btn = gr.Button("Generate with every variant")
                     compare_gallery = gr.Gallery(
@@ -329,7 +336,7 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
             scan_text,
             diagram,
         ]
-        controls = [seed, steps, sampler, guidance, images]
+        controls = [seed, steps, sampler, guidance, images, schedule]
         demo.load(
             clean_errors(ex.on_load),
             inputs=[session],
@@ -354,10 +361,21 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
                 concurrency_limit=1,
             )
         dice.click(ex.random_seed, outputs=[seed], api_name="random_seed", queue=False)
+        sampler.change(
+            lambda m: (
+                gr.update(value="uniform", interactive=False)
+                if m == "dopri5"
+                else gr.update(interactive=True)
+            ),
+            inputs=[sampler],
+            outputs=[schedule],
+            api_visibility="private",
+            queue=False,
+        )
 
         gen_event = generate_btn.click(
             clean_errors(ex.generate),
-            inputs=[session, class_dd, seed, steps, sampler, guidance, images],
+            inputs=[session, class_dd, seed, steps, sampler, guidance, images, schedule],
             outputs=[live, gallery, files, status, settings_code, share_query, session],
             api_name="generate",
             scroll_to_output=False,
@@ -482,7 +500,7 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
         if variants:
             compare_btn.click(
                 clean_errors(ex.compare_variants),
-                inputs=[class_dd, seed, steps, sampler, guidance],
+                inputs=[class_dd, seed, steps, sampler, guidance, schedule],
                 outputs=[compare_gallery, compare_plot, compare_table],
                 api_name="compare_variants",
                 **SAMPLING,

@@ -122,6 +122,23 @@ def test_generate_streams_previews(server) -> None:
     assert isinstance(final[1], list) and final[1]
 
 
+def test_karras_schedule_end_to_end(server) -> None:
+    """The step-schedule control reaches the sampler, the status, the settings and the exports."""
+    from dimsum.flow import time_grid
+
+    c = Client(server.url, verbose=False)
+    out = c.predict("Smileys & Emotion", "5", 4, "heun", 2.0, 1, "karras", api_name="/generate")
+    assert "karras" in out[3]
+    assert json.loads(out[4])["schedule"] == "karras" and "schedule=karras" in out[5]
+    c.predict(api_name="/refresh_views")
+    npz = np.load(c.predict(api_name="/export_npz"))
+    np.testing.assert_allclose(npz["t"], time_grid(4, "karras", "gvp"), atol=1e-6)
+    assert not np.allclose(npz["t"], np.linspace(0, 1, 5), atol=1e-3)
+    assert read_png_settings(out[2][0])["schedule"] == "karras"
+    values = [_v(x) for x in c.predict(handle_file(out[2][0]), api_name="/load_png")]
+    assert values[8:] == ["5", 4, "heun", 2.0, 1, "karras"]
+
+
 def test_same_seed_same_image_whatever_the_batch(server, run) -> None:
     _, out, _ = run
     c = Client(server.url, verbose=False)
@@ -210,6 +227,8 @@ def test_view_errors_are_clean(run, client: Client) -> None:
         (("Unicorns", "0", 2, "heun", 4.0, 1), "class"),
         (("Smileys & Emotion", "0", 2, "rk4", 4.0, 1), "sampler"),
         (("Smileys & Emotion", "0", 250, "heun", 20.0, 16), "too large"),
+        (("Smileys & Emotion", "0", 2, "heun", 4.0, 1, "cosine"), "schedule"),
+        (("Smileys & Emotion", "0", 2, "dopri5", 4.0, 1, "karras"), "schedule"),
     ],
 )
 def test_generate_rejects_bad_input_cleanly(client: Client, args: tuple, needle: str) -> None:
@@ -224,11 +243,11 @@ def test_settings_round_trip(run, client: Client) -> None:
     values = [_v(x) for x in client.predict(settings_text, api_name="/load_settings")]
     # outputs: model, class, info, layer, strip, scan image, scan text, diagram, then the controls
     assert values[1] == "Smileys & Emotion"
-    assert values[8:] == ["5", 3, "heun", 2.0, 2]
+    assert values[8:] == ["5", 3, "heun", 2.0, 2, "uniform"]
     link = [
         _v(x) for x in client.predict("http://localhost:7860/" + query, api_name="/load_settings")
     ]
-    assert link[8:] == ["5", 3, "heun", 2.0, 2]
+    assert link[8 : 8 + 5] == ["5", 3, "heun", 2.0, 2]  # the default schedule is not in links
     png = [_v(x) for x in client.predict(handle_file(out[2][1]), api_name="/load_png")]
     assert png[8] == "6" and png[12] == 1  # the second image: seed 6, one image
     with pytest.raises(AppError) as e:

@@ -72,7 +72,9 @@ IMAGES = (
     st.integers(-3, 0) | st.integers(17, HUGE) | st.integers(-HUGE, 0) | finite | junk_text | junk
 )
 
-RANDOM_ARGS = st.tuples(CLASSES, SEEDS, STEPS, SAMPLERS, GUIDANCE, IMAGES)
+SCHEDULES = st.sampled_from(["uniform", "karras", "Karras"]) | junk_text | junk | st.integers()
+
+RANDOM_ARGS = st.tuples(CLASSES, SEEDS, STEPS, SAMPLERS, GUIDANCE, IMAGES, SCHEDULES)
 # Well-formed requests, so the success path is exercised too.
 VALID_ARGS = st.tuples(
     st.sampled_from(EMOJI_CATEGORIES) | st.integers(0, 8),
@@ -81,6 +83,7 @@ VALID_ARGS = st.tuples(
     st.sampled_from(["heun", "euler", "Euler"]),
     st.floats(0, 20, allow_nan=False) | st.integers(0, 20),
     st.integers(1, 2),
+    st.sampled_from(["uniform", "karras", "Karras"]),
 )
 
 counter = {"requests": 0, "ok": 0, "rejected": 0}

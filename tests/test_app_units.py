@@ -40,6 +40,7 @@ def test_parse_our_json_and_aliases() -> None:
         "sampler": "heun",
         "guidance": 4.0,
         "images": 4,
+        "schedule": "uniform",
     }
     parsed = share.parse_text(
         '{"cfg": "2.5", "n": 3, "method": "Euler", "num_steps": 7}', APP_LIMITS
@@ -52,6 +53,13 @@ def test_parse_link_and_png_metadata() -> None:
     assert "model=" not in q  # the default model is implied
     parsed = share.parse_text("https://example.org/app/" + q, APP_LIMITS)
     assert parsed.values["class"] == "Food & Drink" and parsed.values["seed"] == 9
+    assert "schedule" not in q and "schedule" not in parsed.values  # the default stays implicit
+    q = share.query_string("embedded", "embedded", "Food & Drink", 9, 12, "euler", 1.5, 2, "karras")
+    assert share.parse_text(q, APP_LIMITS).values["schedule"] == "karras"
+    bad = share.parse_text("seed=3&schedule=cosine", APP_LIMITS)
+    assert bad.values == {"seed": 3} and bad.problems == [
+        "schedule='cosine' ignored (not a valid value)"
+    ]
     png = {
         "classes": [3, 3],
         "class_names": ["Food & Drink"] * 2,
