@@ -194,14 +194,20 @@ def test_browser_walkthrough(server, browser, shots: Path) -> None:
     _shot(page, shots, "evidence", "#views")
 
     # Generate again the moment the images appear (the last run's views are still refreshing):
-    # the click starts a run instead of being dropped.
+    # the click starts a run instead of being dropped. The second run uses the karras schedule.
     page.click("#generate-btn")
     _wait_text(page, "#status", "Sampling")
     _wait_text(page, "#status", "network evaluations")
     page.wait_for_function("() => document.querySelectorAll('#gallery img').length >= 4")
+    page.get_by_label("Karras (EDM): denser near both ends").check()
     page.click("#generate-btn")
     _wait_text(page, "#status", "Sampling", timeout=30)
-    _wait_text(page, "#status", "network evaluations")
+    _wait_text(page, "#status", "karras steps")
+
+    # dopri5 picks its own steps: the schedule control returns to uniform and is switched off.
+    page.get_by_label("dopri5 (adaptive, official)").check()
+    sync_api.expect(page.get_by_label("Karras (EDM): denser near both ends")).to_be_disabled()
+    sync_api.expect(page.get_by_label("Uniform in t")).to_be_checked()
 
     # Stop mid-run: sampling ends and the status says what is left (checked after a pause, so a
     # late message of the cancelled run would have overwritten it).
