@@ -20,6 +20,7 @@ from dimsum.eval import (
     frechet_distance,
     inception_fid,
     load_classifier,
+    manifold_membership,
     precision_recall,
     predict,
     save_classifier,
@@ -151,7 +152,22 @@ def test_compute_metrics_report():
     assert out["mean_accuracy"] == pytest.approx(0.7)
     assert out["accuracy"] == pytest.approx(70 / 100)
     no_labels = compute_metrics(real, fake)
-    assert "mean_accuracy" not in no_labels
+    assert "mean_accuracy" not in no_labels and "per_class_precision" not in no_labels
+
+
+def test_per_class_precision_says_which_class_is_off_the_manifold():
+    rng = np.random.default_rng(14)
+    real = rng.standard_normal((400, 6))
+    on = real[:30] + 1e-6  # on the real manifold for sure (a real point's ball has radius > 0)
+    off = rng.standard_normal((30, 6)) + 40.0
+    half = np.concatenate([on[:15], off[:15]])  # class 7: half of its samples off the manifold
+    fake = np.concatenate([on, off, half])
+    requested = np.repeat([0, 3, 7], 30)
+    out = compute_metrics(real, fake, requested, requested)
+    fake_in_real, real_in_fake = manifold_membership(real, fake)
+    assert fake_in_real.shape == (90,) and real_in_fake.shape == (400,)
+    assert out["per_class_precision"] == {"Activities": 1.0, "Food & Drink": 0.0, "Symbols": 0.5}
+    assert out["precision"] == pytest.approx(45 / 90) == float(fake_in_real.mean())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ _EXPORTS = {
     "fd_emoji": "metrics",
     "frechet_distance": "metrics",
     "inception_fid": "metrics",
+    "manifold_membership": "metrics",
     "precision_recall": "metrics",
 }
 
@@ -35,6 +36,7 @@ __all__ = [
     "frechet_distance",
     "inception_fid",
     "load_classifier",
+    "manifold_membership",
     "precision_recall",
     "predict",
     "reference_metrics",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
         fd_emoji,
         frechet_distance,
         inception_fid,
+        manifold_membership,
         precision_recall,
     )
 

@@ -21,6 +21,7 @@ __all__ = [
     "fd_emoji",
     "frechet_distance",
     "inception_fid",
+    "manifold_membership",
     "precision_recall",
 ]
 
@@ -76,25 +77,25 @@ def _kth_nn_radii(feats: torch.Tensor, k: int, batch: int) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def _coverage(
+def _inside(
     manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, batch: int
-) -> float:
-    """Fraction of ``queries`` inside at least one ball (``manifold[i]``, ``radii[i]``)."""
+) -> torch.Tensor:
+    """(Q,) bool: is each of ``queries`` inside at least one ball (``manifold[i]``, ``radii[i]``)?"""
     inside = []
     for i in range(0, len(queries), batch):
         d = torch.cdist(queries[i : i + batch], manifold)
         inside.append((d <= radii[None, :]).any(dim=1))
-    return torch.cat(inside).double().mean().item()
+    return torch.cat(inside)
 
 
-def precision_recall(
+def manifold_membership(
     real_feats: ArrayLike, fake_feats: ArrayLike, k: int = 3, *, batch_size: int = 1024
-) -> tuple[float, float]:
-    """Improved precision / recall (Kynkaanniemi et al., 2019) on (N, D) / (M, D) features.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample terms of improved precision / recall (Kynkaanniemi et al., 2019).
 
     Each set's manifold is the union of balls around its points with radius = distance to the
-    k-th nearest neighbour. Precision = fraction of fake samples inside the real manifold;
-    recall = fraction of real samples inside the fake manifold.
+    k-th nearest neighbour. Returns ``fake_in_real`` (M,) bool (their mean is the precision)
+    and ``real_in_fake`` (N,) bool (their mean is the recall).
     """
     real = torch.from_numpy(_as_float64(real_feats))
     fake = torch.from_numpy(_as_float64(fake_feats))
@@ -102,9 +103,23 @@ def precision_recall(
         raise ValueError(f"need more than k={k} samples per set")
     real_r = _kth_nn_radii(real, k, batch_size)
     fake_r = _kth_nn_radii(fake, k, batch_size)
-    precision = _coverage(real, real_r, fake, batch_size)
-    recall = _coverage(fake, fake_r, real, batch_size)
-    return precision, recall
+    fake_in_real = _inside(real, real_r, fake, batch_size)
+    real_in_fake = _inside(fake, fake_r, real, batch_size)
+    return fake_in_real.numpy(), real_in_fake.numpy()
+
+
+def precision_recall(
+    real_feats: ArrayLike, fake_feats: ArrayLike, k: int = 3, *, batch_size: int = 1024
+) -> tuple[float, float]:
+    """Improved precision / recall on (N, D) real / (M, D) fake features.
+
+    Precision = fraction of fake samples inside the real manifold; recall = fraction of real
+    samples inside the fake manifold (see `manifold_membership`).
+    """
+    fake_in_real, real_in_fake = manifold_membership(
+        real_feats, fake_feats, k, batch_size=batch_size
+    )
+    return float(fake_in_real.mean()), float(real_in_fake.mean())
 
 
 def compute_metrics(
@@ -128,13 +143,15 @@ def compute_metrics(
     Returns:
         ``{"fd", "precision", "recall", "num_real", "num_fake"}`` plus, when labels are given,
         ``"accuracy"`` (over all samples), ``"per_class_accuracy"`` ({name: acc} for classes
-        that were requested) and ``"mean_accuracy"`` (mean of the per-class values).
+        that were requested), ``"mean_accuracy"`` (mean of the per-class values) and
+        ``"per_class_precision"`` ({name: fraction of that class's samples inside the real
+        manifold}: where the precision is lost).
     """
-    precision, recall = precision_recall(real_feats, fake_feats, k=k)
+    fake_in_real, real_in_fake = manifold_membership(real_feats, fake_feats, k)
     out: dict = {
         "fd": frechet_distance(real_feats, fake_feats),
-        "precision": precision,
-        "recall": recall,
+        "precision": float(fake_in_real.mean()),
+        "recall": float(real_in_fake.mean()),
         "num_real": int(len(real_feats)),
         "num_fake": int(len(fake_feats)),
     }
@@ -154,6 +171,9 @@ def compute_metrics(
     out["accuracy"] = float((want == got).mean())
     out["per_class_accuracy"] = per_class
     out["mean_accuracy"] = float(np.mean(list(per_class.values())))
+    out["per_class_precision"] = {
+        categories[c]: float(fake_in_real[want == c].mean()) for c in np.unique(want).tolist()
+    }
     return out
 
 
