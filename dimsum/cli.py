@@ -99,7 +99,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         grad_clip=a.grad_clip,
         drop_path=a.drop_path,
         bf16=a.bf16,
-        balanced=not a.no_balance,
+        balance=0.0 if a.no_balance else a.balance,
         seed=a.seed,
         device=a.device,
         ckpt_every=a.ckpt_every,
@@ -262,8 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--drop-path", type=float, default=None)
     t.add_argument("--time-sampling", default="uniform", choices=["uniform", "logit_normal"])
     t.add_argument("--bf16", action="store_true", help="bf16 autocast (the scan stays float32)")
-    t.add_argument(
-        "--no-balance", action="store_true", help="sample uniformly instead of class-balanced"
+    balance = t.add_mutually_exclusive_group()
+    balance.add_argument(
+        "--balance",
+        type=float,
+        default=1.0,
+        help="class balance of the sampling: each image weighs count(its class)**-BALANCE; "
+        "1 = every class equally often (default), 0 = data proportions, 0.5 = in between",
+    )
+    balance.add_argument(
+        "--no-balance", action="store_true", help="the same as --balance 0 (uniform over images)"
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None)

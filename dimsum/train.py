@@ -62,7 +62,7 @@ class TrainConfig:
     time_sampling: str = "uniform"
     path: str = "gvp"
     bf16: bool = False
-    balanced: bool = True
+    balance: float = 1.0  # class weight count**-balance: 1 = balanced, 0 = data proportions
     seed: int = 0
     device: str | None = None
     ckpt_every: int = 1000
@@ -89,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay={self.ema_decay}: must be in [0, 1)")
         if not 0 <= self.label_dropout < 1:
             raise ValueError(f"label_dropout={self.label_dropout}: must be in [0, 1)")
+        if not 0 <= self.balance <= 1:
+            raise ValueError(f"balance={self.balance}: must be in [0, 1]")
         if self.ckpt_every < 1:
             raise ValueError(f"ckpt_every={self.ckpt_every}: must be >= 1")
 
@@ -294,8 +296,9 @@ def train(tc: TrainConfig) -> dict[str, Any]:
         raise ValueError(
             f"batch_size={tc.batch_size} is smaller than the {info.world_size} processes"
         )
-    counts = torch.bincount(labels, minlength=config.num_classes).double()
-    weights = (1.0 / counts[labels]) if tc.balanced else torch.ones(len(labels), dtype=torch.double)
+    from .data import class_weights
+
+    weights = class_weights(labels, tc.balance)
     images_dev = images.to(dev)  # the whole data set fits on any device (7k x 3 KB)
     null = config.null_class
 

@@ -177,3 +177,23 @@ def test_sample_cli_hostile_inputs_fail_cleanly(
         assert rc == 2 and err.startswith("error: ") and "Traceback" not in err
         assert any(name in err for name in ("num_steps", "guidance", "seed", "class")), err
         assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "want"), [([], 1.0), (["--balance", "0.5"], 0.5), (["--no-balance"], 0.0)]
+)
+def test_train_balance_flag(monkeypatch, tmp_path: Path, args: list[str], want: float) -> None:
+    import dimsum.train
+
+    seen = []
+    monkeypatch.setattr(
+        dimsum.train, "train", lambda tc: seen.append(tc) or {"losses": [], "step": 0}
+    )
+    assert main(["train", "--out", str(tmp_path), *args]) == 0
+    assert seen[0].balance == want
+
+
+def test_train_balance_flags_exclude_each_other(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path), "--balance", "0.5", "--no-balance"])
+    assert "not allowed with" in capsys.readouterr().err

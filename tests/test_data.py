@@ -22,6 +22,7 @@ from dimsum.data import (
     attribution_notice,
     build_emoji_dataset,
     class_balanced_sampler,
+    class_weights,
     fetch_emoji_datasource,
     load_emoji_dataset,
 )
@@ -320,6 +321,27 @@ def test_class_balanced_sampler():
     assert list(again) == list(
         class_balanced_sampler(labels, 3000, torch.Generator().manual_seed(0))
     )
+
+
+@pytest.mark.parametrize(
+    ("power", "shares"),
+    [
+        (1.0, [1 / 3] * 3),
+        (0.5, np.sqrt([90, 9, 1]) / np.sqrt([90, 9, 1]).sum()),
+        (0.0, [0.9, 0.09, 0.01]),
+    ],
+)
+def test_class_weights_balance_power(power: float, shares) -> None:
+    labels = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    w = class_weights(labels, power)
+    got = [float(w[labels == c].sum() / w.sum()) for c in range(3)]
+    np.testing.assert_allclose(got, shares, rtol=1e-12)
+    drawn = labels[
+        list(class_balanced_sampler(labels, 4000, torch.Generator().manual_seed(1), power))
+    ]
+    np.testing.assert_allclose(np.bincount(drawn, minlength=3) / 4000, shares, atol=0.03)
+    with pytest.raises(ValueError, match="must be in"):
+        class_weights(labels, 1.5)
 
 
 def test_attribution_notice():
