@@ -165,14 +165,13 @@ def compute_metrics(
     got = np.asarray(torch.as_tensor(np.asarray(fake_pred_labels)).cpu(), dtype=np.int64)
     if want.shape != got.shape:
         raise ValueError(f"label shapes differ: {want.shape} vs {got.shape}")
-    per_class = {
-        categories[c]: float((got[want == c] == c).mean()) for c in np.unique(want).tolist()
-    }
+    requested = {categories[c]: want == c for c in np.unique(want).tolist()}
+    per_class = {name: float((got[m] == want[m]).mean()) for name, m in requested.items()}
     out["accuracy"] = float((want == got).mean())
     out["per_class_accuracy"] = per_class
     out["mean_accuracy"] = float(np.mean(list(per_class.values())))
     out["per_class_precision"] = {
-        categories[c]: float(fake_in_real[want == c].mean()) for c in np.unique(want).tolist()
+        name: float(fake_in_real[m].mean()) for name, m in requested.items()
     }
     return out
 
