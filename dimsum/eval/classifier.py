@@ -28,6 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..data import class_weights
+
 __all__ = [
     "ClassifierConfig",
     "FeatureClassifier",
@@ -209,9 +211,7 @@ def train_feature_classifier(
             model = FeatureClassifier(config)
     model.to(device).train()
 
-    counts = torch.bincount(y_all.cpu(), minlength=config.num_classes).double()
-    weights = (1.0 / counts.clamp(min=1))[y_all.cpu()] if balanced else torch.ones(len(y_all))
-    weights = weights.double()
+    weights = class_weights(y_all.cpu(), 1.0 if balanced else 0.0)  # float64, 1/count exactly
 
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
