@@ -153,6 +153,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         seed=a.seed,
         inception_weights=a.inception_weights,
         batch_size=a.batch_size,
+        gallery=a.gallery,
     )
     text = json.dumps(report, indent=2)
     if a.json:
@@ -321,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default=None)
     e.add_argument("--json", default=None)
+    e.add_argument(
+        "--gallery",
+        default=None,
+        metavar="PNG",
+        help="also write a picture of samples inside / outside the real manifold, per class, "
+        "each above its nearest training image",
+    )
     e.set_defaults(fn=cmd_eval)
 
     b = sub.add_parser("build-data", help="build the emoji data set from emoji-datasource (npm)")

@@ -128,9 +128,10 @@ class Evaluator:
             schedule=schedule,
         )
         seconds = time.perf_counter() - start
+        fake_feats = features(self.clf, fake)
         m = compute_metrics(
             self.f_train,
-            features(self.clf, fake),
+            fake_feats,
             self.classes,
             predict(self.clf, fake),
             categories=self.train.categories,
@@ -151,8 +152,26 @@ class Evaluator:
         }
         out["sampling_seconds"] = round(seconds, 2)
         out["hardware"] = hardware()
-        self.last_fake = fake
+        self.last_fake, self.last_fake_feats = fake, fake_feats
         return out
+
+    def gallery(self, path: str | Path, *, title: str = "", per_class: int = 8) -> Path:
+        """Precision gallery of the last evaluated samples (`dimsum.eval.gallery`)."""
+        from .eval import manifold_membership
+        from .eval.gallery import nearest_indices, precision_gallery
+
+        fake_in_real, _ = manifold_membership(self.f_train, self.last_fake_feats)
+        nearest = nearest_indices(self.last_fake_feats, self.f_train)
+        return precision_gallery(
+            path,
+            self.last_fake,
+            self.classes,
+            fake_in_real,
+            self.train.images[nearest],
+            self.train.categories,
+            per_class=per_class,
+            title=title,
+        )
 
 
 def evaluate_checkpoint(
@@ -169,8 +188,12 @@ def evaluate_checkpoint(
     seed: int = 0,
     inception_weights: str | None = None,
     batch_size: int = 64,
+    gallery: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Sample `num_samples` images and report metrics plus the real-vs-real reference."""
+    """Sample `num_samples` images and report metrics plus the real-vs-real reference.
+
+    gallery: also write a precision gallery PNG there (`dimsum.eval.gallery`).
+    """
     from .pipeline import DiMSUMPipeline
     from .validation import Limits
 
@@ -196,6 +219,12 @@ def evaluate_checkpoint(
         from .eval import inception_fid
 
         out["fid_inception"] = inception_fid(ev.train.images, ev.last_fake, inception_weights)
+    if gallery and info.is_main:
+        title = (
+            f"{Path(checkpoint).name}: precision {out['precision']:.3f}, {num_samples} samples, "
+            f"{method} {num_steps} steps, guidance {guidance_scale:g}"
+        )
+        out["gallery"] = str(ev.gallery(gallery, title=title))
     return out
 
 
