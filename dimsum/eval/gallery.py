@@ -113,7 +113,7 @@ def precision_gallery(
         ax.set_xticks([])
         ax.set_yticks([])
         n_in = int(inside[rows].sum())
-        name = categories[c] if 0 <= c < len(categories) else str(c)
+        name = categories[c].replace(" & ", " &\n") if 0 <= c < len(categories) else str(c)
         ax.set_ylabel(
             f"{name}\n{n_in / len(rows):.2f} ({n_in}/{len(rows)})",
             rotation=0,
@@ -127,6 +127,10 @@ def precision_gallery(
     )
     fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
     fig.tight_layout()
-    out = atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    # bbox_inches="tight": the right-aligned class labels sit left of the axes, outside the
+    # area tight_layout reserves; the saved image grows to include them.
+    out = atomic_write(
+        path, lambda p: fig.savefig(p, dpi=100, format="png", bbox_inches="tight", pad_inches=0.1)
+    )
     plt.close(fig)
     return out
