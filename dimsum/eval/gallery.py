@@ -21,8 +21,8 @@ OUTSIDE = (210, 40, 40)
 
 def nearest_indices(query: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor) -> np.ndarray:
     """(M,) index of each (M, D) query's nearest (N, D) reference row (Euclidean)."""
-    q = torch.as_tensor(np.asarray(query), dtype=torch.float64)
-    r = torch.as_tensor(np.asarray(ref), dtype=torch.float64)
+    q = torch.as_tensor(query).detach().to("cpu", torch.float64)  # features may be on a GPU
+    r = torch.as_tensor(ref).detach().to("cpu", torch.float64)
     return torch.cdist(q, r).argmin(dim=1).numpy()
 
 
