@@ -113,7 +113,7 @@ class Evaluator:
         batch_size: int = 64,
         info: D.DistInfo | None = None,
     ) -> dict[str, Any]:
-        from .eval import compute_metrics, features, predict
+        from .eval import compute_metrics, features, manifold_membership, predict
 
         start = time.perf_counter()
         fake = generate(
@@ -129,12 +129,14 @@ class Evaluator:
         )
         seconds = time.perf_counter() - start
         fake_feats = features(self.clf, fake)
+        membership = manifold_membership(self.f_train, fake_feats)  # kept for `gallery`
         m = compute_metrics(
             self.f_train,
             fake_feats,
             self.classes,
             predict(self.clf, fake),
             categories=self.train.categories,
+            membership=membership,
         )
         out: dict[str, Any] = {
             "fd_emoji": m.pop("fd"),
@@ -153,20 +155,19 @@ class Evaluator:
         out["sampling_seconds"] = round(seconds, 2)
         out["hardware"] = hardware()
         self.last_fake, self.last_fake_feats = fake, fake_feats
+        self.last_fake_in_real = membership[0]
         return out
 
     def gallery(self, path: str | Path, *, title: str = "", per_class: int = 8) -> Path:
         """Precision gallery of the last evaluated samples (`dimsum.eval.gallery`)."""
-        from .eval import manifold_membership
         from .eval.gallery import nearest_indices, precision_gallery
 
-        fake_in_real, _ = manifold_membership(self.f_train, self.last_fake_feats)
         nearest = nearest_indices(self.last_fake_feats, self.f_train)
         return precision_gallery(
             path,
             self.last_fake,
             self.classes,
-            fake_in_real,
+            self.last_fake_in_real,
             self.train.images[nearest],
             self.train.categories,
             per_class=per_class,

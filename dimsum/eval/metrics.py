@@ -130,6 +130,7 @@ def compute_metrics(
     *,
     categories: Sequence[str] | None = None,
     k: int = 3,
+    membership: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """FD-emoji report for a batch of generated samples.
 
@@ -139,6 +140,8 @@ def compute_metrics(
         fake_labels_requested: (M,) class each sample was conditioned on (optional).
         fake_pred_labels: (M,) class the feature classifier predicts for each sample.
         categories: class names (default: :data:`dimsum.data.CATEGORIES`).
+        membership: ``manifold_membership(real_feats, fake_feats, k)`` if the caller already
+            has it (it is the costly part: k-NN over all real features); computed otherwise.
 
     Returns:
         ``{"fd", "precision", "recall", "num_real", "num_fake"}`` plus, when labels are given,
@@ -147,7 +150,7 @@ def compute_metrics(
         ``"per_class_precision"`` ({name: fraction of that class's samples inside the real
         manifold}: where the precision is lost).
     """
-    fake_in_real, real_in_fake = manifold_membership(real_feats, fake_feats, k)
+    fake_in_real, real_in_fake = membership or manifold_membership(real_feats, fake_feats, k)
     out: dict = {
         "fd": frechet_distance(real_feats, fake_feats),
         "precision": float(fake_in_real.mean()),
