@@ -43,6 +43,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
     # Validate before the progress bar starts, so a bad value gives one clean error line.
     pipe.validate(_parse_classes(a.classes), a.seeds, a.cfg, a.steps, a.method, a.path)
     pipe.resolve_schedule(a.method, a.schedule)
+    pipe.resolve_temperature(a.temperature)
     bar = tqdm(total=None, desc="sampling", unit="step")
 
     def progress(rec) -> None:
@@ -57,6 +58,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
         method=a.method,
         path=a.path,
         schedule=a.schedule,
+        temperature=a.temperature,
         callback=progress,
         return_trajectory=a.trajectory is not None,
     )
@@ -129,7 +131,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     from .train import export_state
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
-    model = export_state(a.state, a.out, name=a.name, dtype=dtype)
+    model = export_state(
+        a.state, a.out, name=a.name, dtype=dtype, sampling_temperature=a.sampling_temperature
+    )
     n_all, n_train = model.num_parameters(), model.num_parameters(trainable_only=True)
     print(
         f"wrote {a.out} ({model.config.name}, {n_all:,} parameters, {n_train:,} trainable, {a.dtype})"
@@ -147,6 +151,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         num_steps=a.steps,
         method=a.method,
         schedule=a.schedule,
+        temperature=a.temperature,
         classifier=a.classifier,
         data=a.data,
         device=a.device,
@@ -210,6 +215,16 @@ def _add_schedule_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_temperature_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="initial-noise scale T, x0 ~ N(0, T^2), in [0, 2] (default: the model's "
+        "sampling_temperature; below 1 trades variety for fidelity)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dimsum", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -231,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
     s.add_argument("--path", default="gvp", choices=["gvp", "linear"])
     _add_schedule_arg(s)
+    _add_temperature_arg(s)
     s.add_argument("--cfg", type=float, default=4.0, help="guidance scale (1 = none)")
     s.add_argument("--out", default="grid.png")
     s.add_argument("--cols", type=int, default=None)
@@ -300,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("out", help="folder for model.safetensors + config.json")
     x.add_argument("--name", default=None, help="model name stored in config.json")
     x.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    x.add_argument(
+        "--sampling-temperature",
+        type=float,
+        default=None,
+        help="recommended initial-noise scale stored in config.json (default: keep the state's)",
+    )
     x.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="FD-emoji, precision/recall, class accuracy (JSON report)")
@@ -309,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
     _add_schedule_arg(e)
+    _add_temperature_arg(e)
     e.add_argument(
         "--classifier",
         default=None,

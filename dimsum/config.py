@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 BLOCK_TYPES = ("combined", "spatial", "attention")
+MAX_TEMPERATURE = 2.0  # initial-noise scale; beyond 2 the ODE starts far off its trained prior
 
 
 @dataclass
@@ -27,6 +28,10 @@ class DiMSUMConfig:
     block_type: "combined" (official DiMSUM), "spatial" (both halves spatial Mamba, ablation),
         "attention" (DiT blocks, ablation).
     attn_every: the shared attention block runs after every `attn_every`-th block (0 = never).
+    sampling_temperature: the trained model's recommended initial-noise scale for sampling,
+        x_0 ~ N(0, T^2 I) (1 = the prior it was trained on; below 1 trades variety for fidelity,
+        like GANs' truncation). What `DiMSUMPipeline(..., temperature=None)` uses. Not part of
+        the architecture: official checkpoints keep 1.
     """
 
     input_size: int = 32
@@ -53,6 +58,7 @@ class DiMSUMConfig:
     latent_scale: float = 0.18215
     class_names: list[str] | None = None
     name: str | None = None
+    sampling_temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,6 +76,10 @@ class DiMSUMConfig:
             )
         if self.num_classes < 1:
             raise ValueError(f"num_classes={self.num_classes} must be >= 1")
+        if not 0.0 <= self.sampling_temperature <= MAX_TEMPERATURE:
+            raise ValueError(
+                f"sampling_temperature={self.sampling_temperature} must be in [0, {MAX_TEMPERATURE}]"
+            )
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"class_names has {len(self.class_names)} entries, num_classes={self.num_classes}"

@@ -110,11 +110,14 @@ class Evaluator:
         num_steps: int = 20,
         method: str = "heun",
         schedule: str = "uniform",
+        temperature: float | None = None,
         batch_size: int = 64,
         info: D.DistInfo | None = None,
     ) -> dict[str, Any]:
+        """temperature: initial-noise scale (None: the model's `sampling_temperature`)."""
         from .eval import compute_metrics, features, manifold_membership, predict
 
+        temperature = pipe.resolve_temperature(temperature)
         start = time.perf_counter()
         fake = generate(
             pipe,
@@ -126,6 +129,7 @@ class Evaluator:
             num_steps=num_steps,
             method=method,
             schedule=schedule,
+            temperature=temperature,
         )
         seconds = time.perf_counter() - start
         fake_feats = features(self.clf, fake)
@@ -150,6 +154,7 @@ class Evaluator:
             "steps": num_steps,
             "method": method,
             "schedule": schedule,  # checked by the pipeline before it sampled
+            "temperature": temperature,
             "seed": self.seed,
         }
         out["sampling_seconds"] = round(seconds, 2)
@@ -183,6 +188,7 @@ def evaluate_checkpoint(
     num_steps: int = 20,
     method: str = "heun",
     schedule: str = "uniform",
+    temperature: float | None = None,
     classifier: str | Path | None = None,
     data: str | None = None,
     device: str | None = None,
@@ -193,6 +199,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Sample `num_samples` images and report metrics plus the real-vs-real reference.
 
+    temperature: initial-noise scale; None = the checkpoint's `sampling_temperature`.
     gallery: also write a precision gallery PNG there (`dimsum.eval.gallery`).
     """
     from .pipeline import DiMSUMPipeline
@@ -212,6 +219,7 @@ def evaluate_checkpoint(
             num_steps=num_steps,
             method=method,
             schedule=schedule,
+            temperature=temperature,
             batch_size=batch_size,
             info=info,
         ),
@@ -223,7 +231,8 @@ def evaluate_checkpoint(
     if gallery and info.is_main:
         title = (
             f"{Path(checkpoint).name}: precision {out['precision']:.3f}, {num_samples} samples, "
-            f"{method} {num_steps} steps, guidance {guidance_scale:g}"
+            f"{method} {num_steps} steps, guidance {guidance_scale:g}, "
+            f"temperature {out['settings']['temperature']:g}"
         )
         out["gallery"] = str(ev.gallery(gallery, title=title))
     return out

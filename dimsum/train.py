@@ -36,9 +36,10 @@ from torch import nn
 
 from . import distributed as D
 from .checkpoints import CheckpointError, atomic_write, save_pretrained
-from .config import DiMSUMConfig, get_preset
+from .config import MAX_TEMPERATURE, DiMSUMConfig, get_preset
 from .flow import flow_matching_loss, sample_time
 from .models import DiMSUM
+from .validation import check_float
 
 log = logging.getLogger("dimsum.train")
 STATE_FORMAT = "dimsum-train-state/1"
@@ -167,16 +168,21 @@ def export_state(
     *,
     name: str | None = None,
     dtype: torch.dtype | None = torch.bfloat16,
+    sampling_temperature: float | None = None,
 ) -> DiMSUM:
     """A training state's EMA weights -> a `from_pretrained` folder (model.safetensors + config).
 
     The architecture comes from the state's own config (head counts are not visible in weight
-    shapes, so it is never inferred here).
+    shapes, so it is never inferred here). sampling_temperature: the recommended initial-noise
+    scale written to config.json (None: keep the state's).
     """
     state = load_state(Path(state_path))
     config = DiMSUMConfig.from_dict(state["config"])
     if name is not None:
         config = config.replace(name=name)
+    if sampling_temperature is not None:
+        t = check_float("sampling_temperature", sampling_temperature, 0.0, MAX_TEMPERATURE)
+        config = config.replace(sampling_temperature=t)
     model = DiMSUM(config)
     model.load_state_dict(state["ema"], strict=True)
     save_pretrained(model, folder, dtype=dtype)

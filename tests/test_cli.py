@@ -197,3 +197,56 @@ def test_train_balance_flags_exclude_each_other(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path), "--balance", "0.5", "--no-balance"])
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_sample_temperature_scales_the_initial_noise(
+    tiny_ckpt: Path, tmp_path: Path, capsys
+) -> None:
+    from dimsum.pipeline import DiMSUMPipeline
+
+    pipe = DiMSUMPipeline.from_pretrained(tiny_ckpt)
+    noise = pipe.noise([0, 1]).numpy()
+    grid, traj = tmp_path / "grid.png", tmp_path / "run.npz"
+    args = ["sample", "--checkpoint", str(tiny_ckpt), "--seeds", "0", "1", "--steps", "2"]
+    assert main([*args, "--out", str(grid), "--trajectory", str(traj)]) == 0
+    z = np.load(traj)
+    np.testing.assert_allclose(z["x_t"][0], noise, rtol=0, atol=0)  # default: config's 1.0
+    assert read_png_settings(grid)["temperature"] == 1.0
+    full = z["images"]
+    args += ["--temperature", "0.5", "--out", str(grid), "--trajectory", str(traj)]
+    assert main(args) == 0
+    z = np.load(traj)
+    np.testing.assert_allclose(z["x_t"][0], 0.5 * noise, rtol=1e-6, atol=0)
+    assert read_png_settings(grid)["temperature"] == 0.5
+    assert np.abs(z["images"].astype(int) - full.astype(int)).mean() > 1  # it reached the images
+    for bad in ["-0.1", "2.5", "nan", "inf"]:
+        assert main([*args[:-6], "--temperature", bad, "--out", str(tmp_path / "x.png")]) == 2
+        assert "temperature=" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_model_sampling_temperature_is_the_default_and_round_trips(
+    tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from dimsum.config import DiMSUMConfig
+    from dimsum.pipeline import DiMSUMPipeline
+
+    folder = tmp_path / "warm"
+    folder.mkdir()
+    for f in tiny_ckpt.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["sampling_temperature"] = 0.8
+    (folder / "config.json").write_text(json.dumps(cfg))
+    pipe = DiMSUMPipeline.from_pretrained(folder)
+    assert pipe.resolve_temperature(None) == 0.8 and pipe.resolve_temperature(1) == 1.0
+    out = pipe(0, [3], num_steps=1, method="euler")
+    np.testing.assert_allclose(out.trajectory.x_t[0], 0.8 * pipe.noise([3]), rtol=1e-6)
+    assert out.settings["temperature"] == 0.8
+    # A config.json from before the field loads as the trained prior (1.0).
+    del cfg["sampling_temperature"]
+    assert DiMSUMConfig.from_dict(cfg).sampling_temperature == 1.0
+    with pytest.raises(ValueError, match="sampling_temperature=3"):
+        DiMSUMConfig.from_dict({**cfg, "sampling_temperature": 3})

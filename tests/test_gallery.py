@@ -81,6 +81,7 @@ def test_eval_cli_writes_the_gallery(tmp_path: Path) -> None:
     assert main([*args, "--gallery", str(gallery)]) == 0
     report = json.loads(report_path.read_text())
     assert report["gallery"] == str(gallery)
+    assert report["settings"]["temperature"] == 1.0  # the tiny model's config default
     with Image.open(gallery) as im:
         assert im.format == "PNG"
         # one row pair per class that was sampled: taller with more classes

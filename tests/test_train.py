@@ -252,3 +252,9 @@ def test_export_state_keeps_the_configured_heads(tmp_path: Path, data: Path) -> 
     ema = load_state(tmp_path / "run" / "state.pt")["ema"]
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, ema[k].to(torch.bfloat16).float())
+    assert model.config.sampling_temperature == 1.0
+    state = str(tmp_path / "run" / "state.pt")
+    assert main(["export", state, str(tmp_path / "warm"), "--sampling-temperature", "0.9"]) == 0
+    assert dimsum.load_checkpoint(tmp_path / "warm").config.sampling_temperature == 0.9
+    assert main(["export", state, str(tmp_path / "bad"), "--sampling-temperature", "-1"]) == 2
+    assert not (tmp_path / "bad").exists()
