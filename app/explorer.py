@@ -132,11 +132,14 @@ class Explorer:
         guidance: Any,
         images: Any,
         schedule: Any = "uniform",
+        temperature: Any = None,
     ) -> Generation:
+        """temperature: initial-noise scale; None = the model's recommended one."""
         lim = pipe.limits
         n = check_int("number of images", images, 1, lim.max_images)
         method = check_choice("sampler", sampler, SAMPLERS)
         schedule_ = pipe.resolve_schedule(method, schedule)
+        temperature_ = pipe.resolve_temperature(temperature)
         num_steps = check_int("steps", steps, 2 if method == "dopri5" else 1, lim.max_steps)
         cfg = check_float("guidance scale", guidance, 0.0, lim.max_cfg)
         seed_ = _seed(seed, n)
@@ -146,11 +149,19 @@ class Explorer:
         records = num_steps if method == "dopri5" else num_steps + 1
         cfg_m = pipe.config
         steps_, blocks_ = plan_trace(records, n, cfg_m.num_tokens, cfg_m.hidden_size, cfg_m.depth)
-        req = Request([cls] * n, seeds, cfg, num_steps, method, steps_, blocks_, schedule_)
+        req = Request(
+            [cls] * n, seeds, cfg, num_steps, method, steps_, blocks_, schedule_, temperature_
+        )
         return Generation(req, cls, class_labels(pipe)[cls], seed_, n, records)
 
-    def model_updates(self, key: str, class_value: Any = None) -> list[Any]:
-        """Values for everything that depends on the session's model (see ui.MODEL_OUTPUTS)."""
+    def model_updates(
+        self, key: str, class_value: Any = None, temperature: float | None = None
+    ) -> list[Any]:
+        """Values for everything that depends on the session's model (see ui.MODEL_OUTPUTS).
+
+        temperature: the value for the temperature slider; None = the model's recommended one
+        (so switching models resets it: each trained model has its own).
+        """
         pipe = self.registry.get(key)
         labels = class_labels(pipe)
         try:
@@ -173,6 +184,7 @@ class Explorer:
             scan_img or None,
             scan_text,
             architecture.diagram_svg(pipe.config),
+            pipe.config.sampling_temperature if temperature is None else temperature,
         ]
 
     # ---- model and settings handlers -------------------------------------------------------
@@ -199,7 +211,11 @@ class Explorer:
             gr.Warning("Some link settings were not used: " + "; ".join(problems)[:500])
         session = replace(session, model_key=key)
         v = parsed.values
-        return [session, *self.model_updates(key, v.get("class")), *self._control_values(v)]
+        return [
+            session,
+            *self.model_updates(key, v.get("class"), v.get("temperature")),
+            *self._control_values(v),
+        ]
 
     def _control_values(self, v: dict[str, Any]) -> list[Any]:
         """seed, steps, sampler, guidance, images, schedule: the parsed value or unchanged."""
@@ -268,7 +284,7 @@ class Explorer:
             gr.Info("Settings loaded: press Generate to reproduce the run.")
         return [
             replace(session, model_key=key),
-            *self.model_updates(key, parsed.values.get("class")),
+            *self.model_updates(key, parsed.values.get("class"), parsed.values.get("temperature")),
             *self._control_values(parsed.values),
         ]
 
@@ -287,6 +303,7 @@ class Explorer:
         guidance: Any,
         images: Any,
         schedule: Any = "uniform",
+        temperature: Any = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's injection idiom
     ) -> Iterator[list[Any]]:
         """Stream previews while sampling, then the final images, files and settings."""
@@ -295,7 +312,7 @@ class Explorer:
         key = session.model_key
         pipe = self.registry.get(key)
         gen = self.validate_generation(
-            pipe, class_value, seed, steps, sampler, guidance, images, schedule
+            pipe, class_value, seed, steps, sampler, guidance, images, schedule, temperature
         )
         skip = gr.skip()
         out = None
@@ -345,9 +362,12 @@ class Explorer:
         method_name = dict((v, k.split(" (")[0]) for k, v in SAMPLER_CHOICES)[gen.request.method]
         if gen.request.schedule != "uniform":
             method_name += f" ({gen.request.schedule} steps)"
+        temp = gen.request.temperature
+        temp_text = f", temperature {temp:g}" if temp != 1.0 else ""
         status = (
             f"**{gen.num_images} image{'s' if gen.num_images > 1 else ''}** of *{gen.class_label}* · "
-            f"{method_name}, {gen.request.num_steps} steps, guidance {gen.request.guidance_scale:g} · "
+            f"{method_name}, {gen.request.num_steps} steps, guidance {gen.request.guidance_scale:g}"
+            f"{temp_text} · "
             f"{record.nfe} network evaluations · sampling {out.seconds:.2f} s, total {elapsed:.2f} s "
             f"({'GPU' if torch.cuda.is_available() else 'CPU'})"
         )
@@ -364,6 +384,7 @@ class Explorer:
             gen.request.guidance_scale,
             gen.num_images,
             gen.request.schedule,
+            temp,
         )
         query = share.query_string(
             key,
@@ -375,6 +396,8 @@ class Explorer:
             gen.request.guidance_scale,
             gen.num_images,
             gen.request.schedule,
+            # the model's own temperature stays out of the link, so links read as before
+            None if temp == pipe.config.sampling_temperature else temp,
         )
         yield [
             final,

@@ -105,6 +105,7 @@ class Request:
     trace_steps: list[int]
     trace_blocks: list[int]
     schedule: str = "uniform"  # step times of heun / euler (dimsum.flow.SCHEDULES)
+    temperature: float = 1.0  # initial-noise scale, x0 ~ N(0, T^2)
 
 
 @dataclass
@@ -240,5 +241,6 @@ def _call_pipeline(pipe: DiMSUMPipeline, req: Request, **extra: Any) -> Pipeline
         num_steps=req.num_steps,
         method=req.method,
         schedule=req.schedule,
+        temperature=req.temperature,
         **extra,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from dimsum.config import MAX_TEMPERATURE
 from dimsum.flow import SCHEDULES
 from dimsum.validation import MAX_SEED, SAMPLERS, InputError, Limits
 
@@ -29,6 +30,8 @@ ALIASES = {
     "method": "sampler",
     "schedule": "schedule",
     "step_schedule": "schedule",
+    "temperature": "temperature",
+    "noise_temperature": "temperature",
     "guidance": "guidance",
     "guidance_scale": "guidance",
     "cfg": "guidance",
@@ -101,6 +104,7 @@ def parse_mapping(data: Mapping[str, Any], limits: Limits) -> ParsedSettings:
         "steps": lambda v: _int(v, 1, limits.max_steps),
         "images": lambda v: _int(v, 1, limits.max_images),
         "guidance": lambda v: _float(v, 0.0, limits.max_cfg),
+        "temperature": lambda v: _float(v, 0.0, MAX_TEMPERATURE),
         "sampler": lambda v: (
             v.strip().lower() if isinstance(v, str) and v.strip().lower() in SAMPLERS else None
         ),
@@ -168,6 +172,7 @@ def settings_json(
     guidance: float,
     images: int,
     schedule: str = "uniform",
+    temperature: float = 1.0,
 ) -> str:
     """The JSON shown under the images; pasting it back reproduces the run."""
     return json.dumps(
@@ -180,6 +185,7 @@ def settings_json(
             "sampler": sampler,
             "schedule": schedule,
             "guidance_scale": guidance,
+            "temperature": temperature,
             "num_images": images,
         },
         indent=2,
@@ -197,7 +203,9 @@ def query_string(
     guidance: float,
     images: int,
     schedule: str = "uniform",
+    temperature: float | None = None,
 ) -> str:
+    """The share link's query. temperature: None = the model's own (left out of the link)."""
     params = {
         "class": class_label,
         "seed": seed,
@@ -208,6 +216,8 @@ def query_string(
     }
     if schedule != "uniform":  # the default stays out, so links read as before
         params["schedule"] = schedule
+    if temperature is not None:
+        params["temperature"] = temperature
     if model_key != default_model:
         params = {"model": model_key, **params}
     return "?" + urlencode(params)

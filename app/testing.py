@@ -88,7 +88,9 @@ def shared_server() -> Server:
         root = Path(tempfile.mkdtemp(prefix="dimsum-app-test-"))
         # DIMSUM_APP_TEST_CHECKPOINT: use a real model instead (e.g. for screenshots).
         real = os.environ.get("DIMSUM_APP_TEST_CHECKPOINT")
-        ckpt = real or make_checkpoint(root / "model", "emoji-XS")
+        # A recommended temperature other than 1, so tests can tell "the model's" from "1".
+        main = dimsum.get_preset("emoji-XS").replace(sampling_temperature=0.9)
+        ckpt = real or make_checkpoint(root / "model", main)
         if real and DEFAULT_ABLATION_CURVES.is_file() and DEFAULT_ABLATION_CHECKPOINTS.is_dir():
             # Screenshots of a real model show the measured ablation, never the example curves.
             ablation, curves = DEFAULT_ABLATION_CHECKPOINTS, DEFAULT_ABLATION_CURVES

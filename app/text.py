@@ -34,6 +34,10 @@ velocity turns fastest: at 20 Heun steps the result lies ~4.5x closer to the exa
 **Guidance scale** s mixes conditional and unconditional predictions, v = v_uncond + s·(v_cond −
 v_uncond): 1 = no guidance, larger = more typical of the class, 0 = ignore the class. Each image
 gets its own seed (seed, seed+1, …), so an image depends only on its seed and the settings.
+**Noise temperature** T scales the starting noise, x₀ ~ N(0, T²·I) (GANs call it truncation):
+below 1 the samples stay nearer the typical images of the class, cleaner but less varied; 1 is
+the noise the model was trained on. Each model opens at its recommended value (the official
+models 1; the embedded model a little below 1, see its model card).
 """
 
 TRAJECTORY_HELP = """\

@@ -11,6 +11,8 @@ import json
 
 import gradio as gr
 
+from dimsum.config import MAX_TEMPERATURE
+
 from . import text
 from .components import RawDropdown, RawRadio, RawSlider, RawTextbox
 from .config import AppConfig
@@ -91,6 +93,16 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
                     step=0.5,
                     label="Guidance scale",
                     info="1 = off, higher = more typical of the class",
+                )
+                temperature = RawSlider(
+                    0,
+                    MAX_TEMPERATURE,
+                    value=first[-1],
+                    step=0.01,
+                    label="Noise temperature",
+                    info="scale of the starting noise: below 1 = cleaner, less varied; "
+                    "each model starts at its recommended value",
+                    elem_id="temperature",
                 )
                 images = RawSlider(
                     1, lim.max_images, value=DEFAULTS["images"], step=1, label="Number of images"
@@ -335,6 +347,7 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
             scan_img,
             scan_text,
             diagram,
+            temperature,
         ]
         controls = [seed, steps, sampler, guidance, images, schedule]
         demo.load(
@@ -375,7 +388,17 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
 
         gen_event = generate_btn.click(
             clean_errors(ex.generate),
-            inputs=[session, class_dd, seed, steps, sampler, guidance, images, schedule],
+            inputs=[
+                session,
+                class_dd,
+                seed,
+                steps,
+                sampler,
+                guidance,
+                images,
+                schedule,
+                temperature,
+            ],
             outputs=[live, gallery, files, status, settings_code, share_query, session],
             api_name="generate",
             scroll_to_output=False,

@@ -136,7 +136,36 @@ def test_karras_schedule_end_to_end(server) -> None:
     assert not np.allclose(npz["t"], np.linspace(0, 1, 5), atol=1e-3)
     assert read_png_settings(out[2][0])["schedule"] == "karras"
     values = [_v(x) for x in c.predict(handle_file(out[2][0]), api_name="/load_png")]
-    assert values[8:] == ["5", 4, "heun", 2.0, 1, "karras"]
+    assert values[9:] == ["5", 4, "heun", 2.0, 1, "karras"]
+
+
+def test_temperature_end_to_end(server) -> None:
+    """The temperature slider reaches the initial noise, the status, the settings, the link and
+    the PNG; the model's own value is the default and stays out of links."""
+    c = Client(server.url, verbose=False)
+    pipe = server.explorer.registry.get(server.explorer.default_key)
+    # outputs: model, class, info, layer, strip, scan image, scan text, diagram, temperature
+    default_t = _v(c.predict(api_name="/prefill")[8])
+    assert default_t == pipe.config.sampling_temperature
+    args = ("Smileys & Emotion", "5", 2, "euler", 2.0, 1, "uniform")
+    out = c.predict(*args, 0.5, api_name="/generate")
+    assert "temperature 0.5" in out[3]
+    assert json.loads(out[4])["temperature"] == 0.5 and "temperature=0.5" in out[5]
+    assert read_png_settings(out[2][0])["temperature"] == 0.5
+    c.predict(api_name="/refresh_views")
+    x0 = np.load(c.predict(api_name="/export_npz"))["x_t"][0]
+    noise = pipe.noise([5]).numpy()
+    np.testing.assert_allclose(x0, 0.5 * noise, rtol=1e-3, atol=1e-3)  # exported in float16
+    for source in (handle_file(out[2][0]), out[4]):
+        api = "/load_png" if not isinstance(source, str) else "/load_settings"
+        values = [_v(x) for x in c.predict(source, api_name=api)]
+        assert values[8] == 0.5
+    plain = c.predict(*args, default_t, api_name="/generate")
+    assert "temperature=" not in plain[5]
+    link = [
+        _v(x) for x in c.predict("http://localhost:7860/" + plain[5], api_name="/load_settings")
+    ]
+    assert link[8] == default_t
 
 
 def test_same_seed_same_image_whatever_the_batch(server, run) -> None:
@@ -229,6 +258,9 @@ def test_view_errors_are_clean(run, client: Client) -> None:
         (("Smileys & Emotion", "0", 250, "heun", 20.0, 16), "too large"),
         (("Smileys & Emotion", "0", 2, "heun", 4.0, 1, "cosine"), "schedule"),
         (("Smileys & Emotion", "0", 2, "dopri5", 4.0, 1, "karras"), "schedule"),
+        (("Smileys & Emotion", "0", 2, "heun", 4.0, 1, "uniform", 2.5), "temperature"),
+        (("Smileys & Emotion", "0", 2, "heun", 4.0, 1, "uniform", -0.1), "temperature"),
+        (("Smileys & Emotion", "0", 2, "heun", 4.0, 1, "uniform", "nan"), "temperature"),
     ],
 )
 def test_generate_rejects_bad_input_cleanly(client: Client, args: tuple, needle: str) -> None:
@@ -243,13 +275,13 @@ def test_settings_round_trip(run, client: Client) -> None:
     values = [_v(x) for x in client.predict(settings_text, api_name="/load_settings")]
     # outputs: model, class, info, layer, strip, scan image, scan text, diagram, then the controls
     assert values[1] == "Smileys & Emotion"
-    assert values[8:] == ["5", 3, "heun", 2.0, 2, "uniform"]
+    assert values[9:] == ["5", 3, "heun", 2.0, 2, "uniform"]
     link = [
         _v(x) for x in client.predict("http://localhost:7860/" + query, api_name="/load_settings")
     ]
-    assert link[8 : 8 + 5] == ["5", 3, "heun", 2.0, 2]  # the default schedule is not in links
+    assert link[9 : 9 + 5] == ["5", 3, "heun", 2.0, 2]  # the default schedule is not in links
     png = [_v(x) for x in client.predict(handle_file(out[2][1]), api_name="/load_png")]
-    assert png[8] == "6" and png[12] == 1  # the second image: seed 6, one image
+    assert png[9] == "6" and png[13] == 1  # the second image: seed 6, one image
     with pytest.raises(AppError) as e:
         client.predict('{"seed": NaN, "steps": "x"}', api_name="/load_settings")
     _assert_clean(e.value, "settings")

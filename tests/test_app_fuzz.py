@@ -74,7 +74,9 @@ IMAGES = (
 
 SCHEDULES = st.sampled_from(["uniform", "karras", "Karras"]) | junk_text | junk | st.integers()
 
-RANDOM_ARGS = st.tuples(CLASSES, SEEDS, STEPS, SAMPLERS, GUIDANCE, IMAGES, SCHEDULES)
+TEMPERATURES = st.floats(-1, 3, allow_nan=False) | st.integers(-HUGE, HUGE) | junk_text | junk
+
+RANDOM_ARGS = st.tuples(CLASSES, SEEDS, STEPS, SAMPLERS, GUIDANCE, IMAGES, SCHEDULES, TEMPERATURES)
 # Well-formed requests, so the success path is exercised too.
 VALID_ARGS = st.tuples(
     st.sampled_from(EMOJI_CATEGORIES) | st.integers(0, 8),
@@ -84,6 +86,7 @@ VALID_ARGS = st.tuples(
     st.floats(0, 20, allow_nan=False) | st.integers(0, 20),
     st.integers(1, 2),
     st.sampled_from(["uniform", "karras", "Karras"]),
+    st.floats(0, 2, allow_nan=False) | st.just(1),
 )
 
 counter = {"requests": 0, "ok": 0, "rejected": 0}

@@ -41,6 +41,7 @@ def test_parse_our_json_and_aliases() -> None:
         "guidance": 4.0,
         "images": 4,
         "schedule": "uniform",
+        "temperature": 1.0,
     }
     parsed = share.parse_text(
         '{"cfg": "2.5", "n": 3, "method": "Euler", "num_steps": 7}', APP_LIMITS
@@ -60,6 +61,12 @@ def test_parse_link_and_png_metadata() -> None:
     assert bad.values == {"seed": 3} and bad.problems == [
         "schedule='cosine' ignored (not a valid value)"
     ]
+    assert "temperature" not in q  # None: the model's own value stays implicit
+    q = share.query_string("embedded", "embedded", "Flags", 9, 12, "euler", 1.5, 2, "uniform", 0.8)
+    assert share.parse_text(q, APP_LIMITS).values["temperature"] == 0.8
+    for value in ("2.5", "-1", "nan"):
+        bad = share.parse_text(f"seed=3&noise_temperature={value}", APP_LIMITS)
+        assert bad.values == {"seed": 3} and bad.problems[0].startswith("temperature=")
     png = {
         "classes": [3, 3],
         "class_names": ["Food & Drink"] * 2,

@@ -203,6 +203,9 @@ def test_browser_walkthrough(server, browser, shots: Path) -> None:
     page.click("#generate-btn")
     _wait_text(page, "#status", "Sampling", timeout=30)
     _wait_text(page, "#status", "karras steps")
+    # The temperature slider opened at the model's recommended value (0.9 for the test model)
+    # and the click sent it.
+    assert "temperature 0.9" in page.inner_text("#status")
 
     # dopri5 picks its own steps: the schedule control returns to uniform and is switched off.
     page.get_by_label("dopri5 (adaptive, official)").check()
