@@ -142,8 +142,33 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint, temperature_sweep
+    from .validation import InputError
 
+    temps = a.temperature or [None]
+    if a.plot and len(temps) < 2:
+        raise InputError("--plot: give two or more --temperature values to plot against")
+    if len(temps) > 1:
+        if a.gallery or a.inception_weights:
+            raise InputError(
+                "--gallery / --inception-weights: evaluate one --temperature at a time"
+            )
+        report = temperature_sweep(
+            a.checkpoint,
+            temps,
+            num_samples=a.num_samples,
+            guidance_scale=a.cfg,
+            num_steps=a.steps,
+            method=a.method,
+            schedule=a.schedule,
+            classifier=a.classifier,
+            data=a.data,
+            device=a.device,
+            seed=a.seed,
+            batch_size=a.batch_size,
+            plot=a.plot,
+        )
+        return _write_report(report, a.json)
     report = evaluate_checkpoint(
         a.checkpoint,
         num_samples=a.num_samples,
@@ -151,7 +176,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         num_steps=a.steps,
         method=a.method,
         schedule=a.schedule,
-        temperature=a.temperature,
+        temperature=temps[0],
         classifier=a.classifier,
         data=a.data,
         device=a.device,
@@ -160,9 +185,16 @@ def cmd_eval(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         gallery=a.gallery,
     )
+    return _write_report(report, a.json)
+
+
+def _write_report(report: dict, path: str | None) -> int:
+    """Print the report as JSON and write it to `path` (atomically) when given."""
+    from .checkpoints import atomic_write
+
     text = json.dumps(report, indent=2)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    if path:
+        atomic_write(path, lambda p: Path(p).write_text(text + "\n"))
     print(text)
     return 0
 
@@ -331,7 +363,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
     _add_schedule_arg(e)
-    _add_temperature_arg(e)
+    e.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=None,
+        help="initial-noise scale T in [0, 2] (default: the model's sampling_temperature); "
+        "several values: the same samples at each (the precision / recall trade-off)",
+    )
+    e.add_argument(
+        "--plot",
+        default=None,
+        metavar="PNG",
+        help="with several --temperature values: draw precision, recall and FD against them",
+    )
     e.add_argument(
         "--classifier",
         default=None,

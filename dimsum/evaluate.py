@@ -7,8 +7,10 @@ images and the training real images. Sampling shards over torchrun processes.
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import numpy as np
 import torch
 
 from . import distributed as D
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parent.parent / "checkpoints" / "feature_classifier"
 
@@ -180,6 +184,28 @@ class Evaluator:
         )
 
 
+def _setup(
+    checkpoint: str | Path,
+    num_samples: int,
+    classifier: str | Path | None,
+    data: str | None,
+    device: str | None,
+    seed: int,
+    batch_size: int,
+) -> tuple[Any, Evaluator, D.DistInfo]:
+    """The pipeline, the evaluator and the process info of an evaluation command."""
+    from .pipeline import DiMSUMPipeline
+    from .validation import Limits
+
+    info = D.setup(device)  # under torchrun: one process per GPU, samples sharded
+    dev = info.device
+    # Evaluation batches are ours to choose: lift the per-request limits meant for public servers.
+    limits = Limits(max_images=max(batch_size, 1), max_work=float("inf"))
+    pipe = DiMSUMPipeline.from_pretrained(checkpoint, device=dev, limits=limits)
+    ev = Evaluator(num_samples=num_samples, classifier=classifier, data=data, device=dev, seed=seed)
+    return pipe, ev, info
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -202,15 +228,7 @@ def evaluate_checkpoint(
     temperature: initial-noise scale; None = the checkpoint's `sampling_temperature`.
     gallery: also write a precision gallery PNG there (`dimsum.eval.gallery`).
     """
-    from .pipeline import DiMSUMPipeline
-    from .validation import Limits
-
-    info = D.setup(device)  # under torchrun: one process per GPU, samples sharded
-    dev = info.device
-    # Evaluation batches are ours to choose: lift the per-request limits meant for public servers.
-    limits = Limits(max_images=max(batch_size, 1), max_work=float("inf"))
-    pipe = DiMSUMPipeline.from_pretrained(checkpoint, device=dev, limits=limits)
-    ev = Evaluator(num_samples=num_samples, classifier=classifier, data=data, device=dev, seed=seed)
+    pipe, ev, info = _setup(checkpoint, num_samples, classifier, data, device, seed, batch_size)
     out = {
         "checkpoint": str(checkpoint),
         **ev(
@@ -235,6 +253,66 @@ def evaluate_checkpoint(
             f"temperature {out['settings']['temperature']:g}"
         )
         out["gallery"] = str(ev.gallery(gallery, title=title))
+    return out
+
+
+def temperature_sweep(
+    checkpoint: str | Path,
+    temperatures: Sequence[float],
+    *,
+    num_samples: int = 450,
+    guidance_scale: float = 4.0,
+    num_steps: int = 20,
+    method: str = "heun",
+    schedule: str = "uniform",
+    classifier: str | Path | None = None,
+    data: str | None = None,
+    device: str | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    plot: str | Path | None = None,
+) -> dict[str, Any]:
+    """The same classes and seeds sampled at each initial-noise temperature, each scored as in
+    `evaluate_checkpoint`: the precision / recall / FD trade-off. plot: a PNG of it there.
+
+    Returns ``{"checkpoint", "reference_heldout_vs_train", "sampling_temperature", "runs"}``
+    with one `Evaluator` report per temperature, in the given order.
+    """
+    from tqdm.auto import tqdm
+
+    from .validation import InputError
+
+    if len(temperatures) < 1:
+        raise InputError("temperatures: give at least one value")
+    pipe, ev, info = _setup(checkpoint, num_samples, classifier, data, device, seed, batch_size)
+    temps = [pipe.resolve_temperature(t) for t in temperatures]  # all checked before sampling
+    runs = []
+    for t in tqdm(temps, desc="temperatures", disable=not info.is_main):
+        kw = dict(guidance_scale=guidance_scale, num_steps=num_steps, method=method)
+        runs.append(
+            ev(pipe, **kw, schedule=schedule, temperature=t, batch_size=batch_size, info=info)
+        )
+        log.info(
+            "temperature %g: %s", t, {k: runs[-1][k] for k in ("fd_emoji", "precision", "recall")}
+        )
+    out: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "reference_heldout_vs_train": ev.reference,
+        "sampling_temperature": pipe.config.sampling_temperature,
+        "runs": runs,
+    }
+    if plot and info.is_main:
+        from .eval.tradeoff import tradeoff_plot
+
+        title = (
+            f"{Path(checkpoint).name}: {num_samples} samples, {method} {num_steps} steps, "
+            f"guidance {guidance_scale:g}"
+        )
+        out["plot"] = str(
+            tradeoff_plot(
+                plot, runs, ev.reference, chosen=pipe.config.sampling_temperature, title=title
+            )
+        )
     return out
 
 

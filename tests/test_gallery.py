@@ -86,3 +86,44 @@ def test_eval_cli_writes_the_gallery(tmp_path: Path) -> None:
         assert im.format == "PNG"
         # one row pair per class that was sampled: taller with more classes
         assert im.height > 100 * len(report["per_class_precision"])
+
+
+def test_eval_cli_temperature_sweep_and_plot(tmp_path: Path, capsys) -> None:
+    """Several --temperature values: one report per value on the same seeds, and the plot."""
+    torch.manual_seed(0)
+    model = dimsum.build_model(
+        dimsum.get_preset("emoji-XS").replace(hidden_size=32, depth=2, sampling_temperature=0.8)
+    )
+    ckpt = model.save_pretrained(tmp_path / "tiny")
+    data = make_fake_emoji_npz(tmp_path / "emoji.npz")
+    report_path, plot = tmp_path / "sweep.json", tmp_path / "tradeoff.png"
+    args = ["eval", "--checkpoint", str(ckpt), "--data", str(data), "--num-samples", "18"]
+    args += ["--steps", "2", "--method", "euler", "--json", str(report_path)]
+    assert main([*args, "--temperature", "1", "0.5", "--plot", str(plot)]) == 0
+    sweep = json.loads(report_path.read_text())
+    assert [r["settings"]["temperature"] for r in sweep["runs"]] == [1.0, 0.5]
+    assert sweep["sampling_temperature"] == 0.8 and sweep["plot"] == str(plot)
+    a, b = sweep["runs"]
+    assert a["fd_emoji"] != b["fd_emoji"]  # different samples: the temperature reached them
+    assert a["settings"]["num_samples"] == b["settings"]["num_samples"] == 18
+    with Image.open(plot) as im:
+        assert im.format == "PNG" and im.width > 500
+    # One value: the single report at that temperature; none: the model's own.
+    assert main([*args, "--temperature", "0.5"]) == 0
+    single = json.loads(report_path.read_text())
+    assert single["settings"]["temperature"] == 0.5 and single["fd_emoji"] == b["fd_emoji"]
+    # Checked before any sampling, with the argument's name.
+    assert main([*args, "--temperature", "1", "5"]) == 2
+    assert "temperature=5.0" in capsys.readouterr().err
+    assert main([*args, "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+
+
+def test_tradeoff_plot_needs_two_runs(tmp_path: Path) -> None:
+    from dimsum.eval.tradeoff import tradeoff_plot
+
+    run = {"settings": {"temperature": 1.0}, "precision": 0.5, "recall": 0.5, "fd_emoji": 2.0}
+    ref = {"precision": 0.7, "recall": 0.6, "fd_emoji": 1.0}
+    with pytest.raises(ValueError, match="two or more"):
+        tradeoff_plot(tmp_path / "t.png", [run], ref)
+    assert not (tmp_path / "t.png").exists()
