@@ -1,8 +1,8 @@
 """The fidelity / variety trade-off of the initial-noise temperature, as a picture.
 
 Sampling from x_0 ~ N(0, T^2 I) with T < 1 keeps samples nearer the typical images of their class
-(precision up) at the cost of variety (recall down); FD, which weighs both, has its minimum
-somewhere in between. `dimsum eval --temperature T1 T2 ... --plot out.png` draws the measured
+(precision up) at the cost of variety (recall down); FD weighs both (for the embedded model it
+grows steadily as T falls below 1). `dimsum eval --temperature T1 T2 ... --plot out.png` draws the measured
 curves (`dimsum.evaluate.temperature_sweep`), with the held-out-real reference as dashed lines.
 """
 
