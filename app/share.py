@@ -90,6 +90,11 @@ def parse_mapping(data: Mapping[str, Any], limits: Limits) -> ParsedSettings:
             if isinstance(data.get(key), list) and data[key]:
                 raw["class"] = data[key][min(index, len(data[key]) - 1)]
                 break
+    # The pipeline's settings (PNG metadata) record the temperature since it became an option;
+    # older files were all sampled at 1, so they reproduce at 1, not at the model's current
+    # recommendation. (Links and hand-written settings without one mean "the model's own".)
+    if "temperature" not in raw and str(data.get("software", "")).startswith("dimsum"):
+        raw["temperature"] = 1.0
     if "seed" not in raw and isinstance(data.get("seeds"), list) and data["seeds"]:
         seeds = data["seeds"]
         if "index" in data:

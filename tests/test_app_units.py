@@ -78,6 +78,11 @@ def test_parse_link_and_png_metadata() -> None:
         "model": "emoji-S",
     }
     parsed = share.parse_mapping(png, APP_LIMITS)
+    assert "temperature" not in parsed.values  # not the pipeline's metadata: the model's own
+    made_before = share.parse_mapping({**png, "software": "dimsum 0.1.0"}, APP_LIMITS)
+    assert made_before.values["temperature"] == 1.0  # pipeline PNGs without it were made at 1
+    made_now = {**png, "software": "dimsum 0.1.0", "temperature": 0.95}
+    assert share.parse_mapping(made_now, APP_LIMITS).values["temperature"] == 0.95
     assert (
         parsed.values["seed"] == 41
         and parsed.values["images"] == 1
