@@ -148,43 +148,32 @@ def cmd_eval(a: argparse.Namespace) -> int:
     temps = a.temperature or [None]
     if a.plot and len(temps) < 2:
         raise InputError("--plot: give two or more --temperature values to plot against")
-    if len(temps) > 1:
-        if a.gallery or a.inception_weights:
-            raise InputError(
-                "--gallery / --inception-weights: evaluate one --temperature at a time"
-            )
-        report = temperature_sweep(
-            a.checkpoint,
-            temps,
-            num_samples=a.num_samples,
-            guidance_scale=a.cfg,
-            num_steps=a.steps,
-            method=a.method,
-            schedule=a.schedule,
-            classifier=a.classifier,
-            data=a.data,
-            device=a.device,
-            seed=a.seed,
-            batch_size=a.batch_size,
-            plot=a.plot,
-        )
-        return _write_report(report, a.json)
-    report = evaluate_checkpoint(
-        a.checkpoint,
+    common = dict(
         num_samples=a.num_samples,
         guidance_scale=a.cfg,
         num_steps=a.steps,
         method=a.method,
         schedule=a.schedule,
-        temperature=temps[0],
         classifier=a.classifier,
         data=a.data,
         device=a.device,
         seed=a.seed,
-        inception_weights=a.inception_weights,
         batch_size=a.batch_size,
-        gallery=a.gallery,
     )
+    if len(temps) > 1:
+        if a.gallery or a.inception_weights:
+            raise InputError(
+                "--gallery / --inception-weights: evaluate one --temperature at a time"
+            )
+        report = temperature_sweep(a.checkpoint, temps, **common, plot=a.plot)
+    else:
+        report = evaluate_checkpoint(
+            a.checkpoint,
+            **common,
+            temperature=temps[0],
+            inception_weights=a.inception_weights,
+            gallery=a.gallery,
+        )
     return _write_report(report, a.json)
 
 

@@ -288,12 +288,19 @@ def temperature_sweep(
     temps = [pipe.resolve_temperature(t) for t in temperatures]  # all checked before sampling
     runs = []
     for t in tqdm(temps, desc="temperatures", disable=not info.is_main):
-        kw = dict(guidance_scale=guidance_scale, num_steps=num_steps, method=method)
-        runs.append(
-            ev(pipe, **kw, schedule=schedule, temperature=t, batch_size=batch_size, info=info)
+        report = ev(
+            pipe,
+            guidance_scale=guidance_scale,
+            num_steps=num_steps,
+            method=method,
+            schedule=schedule,
+            temperature=t,
+            batch_size=batch_size,
+            info=info,
         )
+        runs.append(report)
         log.info(
-            "temperature %g: %s", t, {k: runs[-1][k] for k in ("fd_emoji", "precision", "recall")}
+            "temperature %g: %s", t, {k: report[k] for k in ("fd_emoji", "precision", "recall")}
         )
     out: dict[str, Any] = {
         "checkpoint": str(checkpoint),
