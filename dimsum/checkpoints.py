@@ -262,7 +262,7 @@ def resolve_local(path_or_repo_id: str | Path) -> Path:
         raise CheckpointError(
             f"checkpoint {s!r} is neither a local path nor reachable on the Hugging Face hub "
             f"({type(err).__name__}). Offline? Download it on a connected machine "
-            f"(`huggingface-cli download {s} --local-dir DIR`) and pass DIR instead."
+            f"(`hf download {s} --local-dir DIR`) and pass DIR instead."
         ) from err
     return Path(folder)
 
@@ -316,22 +316,55 @@ OFFICIAL_PRESET_BY_REPO = {v: k for k, v in OFFICIAL_HUB_IDS.items()}
 
 
 def config_from_official_kwargs(kw: Mapping[str, Any]) -> DiMSUMConfig:
-    """Our config from the official `DiM(**kwargs)` constructor arguments (hub config.json)."""
+    """Our config from the official `DiM(**kwargs)` constructor arguments (hub config.json).
+
+    Two facts the kwargs spell the official way: a conditional model sampled by
+    `scripts/sample.sh` is described as `num_classes = classes + 1, label_dropout = -1` (the
+    last row is the null class), and a 4-channel model is a latent model of the SD VAE. The
+    released architecture's preset (by shape) supplies its name.
+    """
     if kw.get("block_type", "combined") != "combined":
         raise CheckpointError(
             f"official block_type={kw.get('block_type')!r} is not supported (only 'combined')"
         )
-    return DiMSUMConfig(
+    rows_arg = int(kw.get("num_classes", 1000))
+    with_null = float(kw.get("label_dropout", 0.1)) > 0
+    if not with_null and rows_arg > 1:
+        # sample.sh form: the table's last row is the null class, not a real class.
+        num_classes, with_null = rows_arg - 1, True
+    else:
+        num_classes = rows_arg
+    config = DiMSUMConfig(
         input_size=int(kw.get("img_resolution", 32)),
         in_channels=int(kw.get("in_channels", 4)),
         patch_size=int(kw.get("patch_size", 2)),
         hidden_size=int(kw["hidden_size"]),
         depth=int(kw["depth"]),
-        num_classes=int(kw.get("num_classes", 1000)),
-        learn_null_class=float(kw.get("label_dropout", 0.1)) > 0,
+        num_classes=num_classes,
+        learn_null_class=with_null,
         attn_every=max(int(kw.get("use_attn_every_k_layers", 4)), 0),
         learn_sigma=bool(kw.get("learn_sigma", False)),
     )
+    return with_official_facts(config)
+
+
+def with_official_facts(config: DiMSUMConfig) -> DiMSUMConfig:
+    """A 4-channel official model is a latent model of the SD VAE (SPEC section 5); the released
+    preset with the same shape names it. Other models are returned unchanged."""
+    if config.in_channels != 4 or config.space == "latent":
+        return config
+    name = config.name
+    for preset_name, p in PRESETS.items():
+        same = (p.hidden_size, p.depth, p.num_label_rows, p.input_size) == (
+            config.hidden_size,
+            config.depth,
+            config.num_label_rows,
+            config.input_size,
+        )
+        if same and p.space == "latent":
+            name = name or preset_name
+            break
+    return config.replace(space="latent", vae=config.vae or SD_VAE, name=name)
 
 
 def _config_beside(file: Path) -> DiMSUMConfig | None:

@@ -23,7 +23,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from . import __version__
-from .config import MAX_TEMPERATURE
+from .config import MAX_TEMPERATURE, SD_VAE, DiMSUMConfig
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .models import DiMSUM
 from .tracing import FeatureRecorder, trace_features
@@ -64,9 +64,30 @@ def load_vae(vae: str | Path, device: torch.device | str = "cpu") -> torch.nn.Mo
     except Exception as err:  # noqa: BLE001
         raise VAEUnavailableError(
             f"cannot load the VAE {str(vae)!r} ({type(err).__name__}). Offline? Download "
-            f"`stabilityai/sd-vae-ft-ema` on a connected machine (huggingface-cli download "
-            f"stabilityai/sd-vae-ft-ema --local-dir DIR) and pass --vae DIR / DIMSUM_VAE=DIR."
+            f"`stabilityai/sd-vae-ft-ema` on a connected machine (`hf download "
+            f"stabilityai/sd-vae-ft-ema --local-dir DIR`) and pass --vae DIR / DIMSUM_VAE=DIR."
         ) from err
+
+
+def resolve_vae(
+    config: DiMSUMConfig,
+    vae: str | Path | torch.nn.Module | None,
+    device: torch.device | str = "cpu",
+) -> torch.nn.Module | None:
+    """The VAE a model decodes with: the explicit `vae` (path, hub id or module) first, else the
+    model's `config.vae`, else the SD VAE; None for a pixel model (and an error if one was given,
+    so an explicit VAE is never silently ignored)."""
+    if config.space != "latent":
+        if vae is not None:
+            raise InputError(
+                f"a VAE ({vae if isinstance(vae, (str, Path)) else type(vae).__name__}) was given "
+                f"for a pixel-space model ({config.in_channels} input channels): only latent "
+                f"models (4 channels, e.g. the released DiM-L/2) decode through a VAE"
+            )
+        return None
+    if isinstance(vae, torch.nn.Module):
+        return vae.to(device).eval()
+    return load_vae(vae or config.vae or SD_VAE, device)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -112,15 +133,18 @@ class DiMSUMPipeline:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | str | None = None,
-        vae: str | Path | None = None,
+        vae: str | Path | torch.nn.Module | None = None,
         **kwargs: Any,
     ) -> DiMSUMPipeline:
+        """Load a checkpoint (any form `load_checkpoint` accepts) and, for a latent model, its VAE.
+
+        vae: a VAE folder, hub id or module; it wins over the model's own `config.vae`. Given for
+            a pixel-space model it is an error (it would never be used).
+        """
         from .checkpoints import load_checkpoint
 
         model = load_checkpoint(path_or_repo_id, device=device, dtype=dtype)
-        vae_module = None
-        if model.config.space == "latent":
-            vae_module = load_vae(vae or model.config.vae or "stabilityai/sd-vae-ft-ema", device)
+        vae_module = resolve_vae(model.config, vae, device)
         return cls(
             model, vae_module, name=model.config.name or Path(str(path_or_repo_id)).name, **kwargs
         )
