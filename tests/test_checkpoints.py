@@ -98,7 +98,7 @@ def test_corrupt_and_missing_files(tmp_path: Path) -> None:
 
 def test_offline_hub_id_gives_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match="huggingface-cli download"):
+    with pytest.raises(CheckpointError, match="`hf download nobody-here"):
         load_checkpoint("nobody-here/no-such-dimsum-model")
 
 
