@@ -18,7 +18,7 @@ import gradio as gr
 
 from dimsum.checkpoints import CheckpointError
 from dimsum.flow import NonFiniteError
-from dimsum.pipeline import VAEUnavailableError
+from dimsum.vae import VAEUnavailableError
 from dimsum.validation import InputError
 
 from .models import ModelUnavailable

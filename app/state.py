@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dimsum.pipeline import SD_LATENT_RGB, PipelineOutput
+from dimsum.pipeline import PipelineOutput
+from dimsum.vae import SD_LATENT_RGB
 
 from .features import BlockSummary, summarize_run
 

@@ -11,6 +11,7 @@ Each sample's noise comes from its own seed (a CPU generator), so an image depen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -23,10 +24,11 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from . import __version__
-from .config import MAX_TEMPERATURE, SD_VAE, DiMSUMConfig
+from .config import MAX_TEMPERATURE
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .models import DiMSUM
 from .tracing import FeatureRecorder, trace_features
+from .vae import SD_LATENT_RGB, VAEUnavailableError, resolve_vae
 from .validation import (
     MAX_SEED,
     PATHS,
@@ -39,55 +41,14 @@ from .validation import (
     resolve_classes,
 )
 
-# Cheap latent -> RGB map for SD-VAE latents (per-step previews; the VAE decodes only the end).
-# Rows: the 4 latent channels; columns: R, G, B. A widely used linear fit for SD 1.x latents.
-SD_LATENT_RGB = torch.tensor(
-    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
-)
 
-
-class VAEUnavailableError(RuntimeError):
-    """A latent model's VAE could not be loaded (offline, or diffusers missing)."""
-
-
-def load_vae(vae: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """diffusers AutoencoderKL from a local folder or a hub id (cache only when offline)."""
-    try:
-        from diffusers import AutoencoderKL
-    except ImportError as err:
-        raise VAEUnavailableError(
-            "this is a latent model: decoding needs the SD VAE through `diffusers` "
-            "(pip install diffusers), then a local VAE folder or hub access"
-        ) from err
-    try:
-        return AutoencoderKL.from_pretrained(str(vae)).to(device).eval()
-    except Exception as err:  # noqa: BLE001
-        raise VAEUnavailableError(
-            f"cannot load the VAE {str(vae)!r} ({type(err).__name__}). Offline? Download "
-            f"`stabilityai/sd-vae-ft-ema` on a connected machine (`hf download "
-            f"stabilityai/sd-vae-ft-ema --local-dir DIR`) and pass --vae DIR / DIMSUM_VAE=DIR."
-        ) from err
-
-
-def resolve_vae(
-    config: DiMSUMConfig,
-    vae: str | Path | torch.nn.Module | None,
-    device: torch.device | str = "cpu",
-) -> torch.nn.Module | None:
-    """The VAE a model decodes with: the explicit `vae` (path, hub id or module) first, else the
-    model's `config.vae`, else the SD VAE; None for a pixel model (and an error if one was given,
-    so an explicit VAE is never silently ignored)."""
-    if config.space != "latent":
-        if vae is not None:
-            raise InputError(
-                f"a VAE ({vae if isinstance(vae, (str, Path)) else type(vae).__name__}) was given "
-                f"for a pixel-space model ({config.in_channels} input channels): only latent "
-                f"models (4 channels, e.g. the released DiM-L/2) decode through a VAE"
-            )
-        return None
-    if isinstance(vae, torch.nn.Module):
-        return vae.to(device).eval()
-    return load_vae(vae or config.vae or SD_VAE, device)
+def fast_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype worth using on a device: bf16 on GPUs that have it, else None (fp32).
+    CPUs stay fp32 by default: bf16 helps only where the CPU has bf16 matmul instructions."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -120,7 +81,14 @@ class DiMSUMPipeline:
         *,
         limits: Limits | None = None,
         name: str | None = None,
+        autocast: torch.dtype | None = None,
     ) -> None:
+        """autocast: run the network under bf16/fp16 autocast (faster on GPUs and on CPUs with
+        bf16 matmuls); None = float32 throughout, the official computation. The sampler's state,
+        guidance arithmetic and the VAE stay float32."""
+        if autocast not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"autocast={autocast}: must be None, torch.bfloat16 or torch.float16")
+        self.autocast = autocast
         self.model = model.eval()
         self.vae = vae
         self.limits = limits or Limits()
@@ -158,6 +126,11 @@ class DiMSUMPipeline:
         return self.model.config
 
     # ---- helpers --------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+
     def noise(self, seeds: Sequence[int], temperature: float = 1.0) -> torch.Tensor:
         """(N, C, H, W) float32: sample i's noise from its own CPU generator seeded seeds[i],
         times `temperature` (so one seed gives the same image direction at every temperature)."""
@@ -286,8 +259,9 @@ class DiMSUMPipeline:
             calls += 1
             # Inference mode (not just no_grad): no view or version tracking, ~3% faster on the
             # CPU. Its outputs only enter ordinary ops of the sampler, which return ordinary tensors.
-            with torch.inference_mode():
-                return model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
+            with torch.inference_mode(), self._autocast():
+                v = model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
+            return v.float()
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             step = want.get(round(float(t[0]), 6)) if want else None

@@ -113,7 +113,7 @@ def test_explicit_vae_wins_over_the_config(tmp_path: Path, vae_dir: Path) -> Non
     model = load_checkpoint(folder)
     model.config.vae = str(tmp_path / "no-such-vae")  # what the config names is never read
     pipe = DiMSUMPipeline(model, vae=None)
-    from dimsum.pipeline import resolve_vae
+    from dimsum.vae import resolve_vae
 
     vae = resolve_vae(model.config, vae_dir)
     assert vae is not None and vae.config.block_out_channels == [8, 16]
@@ -137,3 +137,13 @@ def test_cli_samples_an_official_folder_with_vae(tmp_path: Path, vae_dir: Path) 
     with Image.open(out) as im:
         assert im.mode == "RGB" and im.height == 2 * LATENT_SIDE + 4  # one row, 2 px padding
     assert read_png_settings(out)["classes"] == [3, 3]
+
+
+def test_bf16_autocast_is_opt_in_and_close(tmp_path: Path, vae_dir: Path) -> None:
+    pipe = DiMSUMPipeline.from_pretrained(bare_folder(tmp_path, None), vae=vae_dir)
+    assert pipe.autocast is None  # the official float32 computation unless asked
+    exact = pipe([3], [0], num_steps=2, method="euler").array
+    pipe.autocast = torch.bfloat16
+    fast = pipe([3], [0], num_steps=2, method="euler").array
+    diff = np.abs(exact.astype(int) - fast.astype(int))
+    assert 0 < diff.max() and diff.mean() < 8  # bf16 matmuls: different bits, the same image
