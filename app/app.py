@@ -15,6 +15,11 @@ import os
 import sys
 from pathlib import Path
 
+try:  # ZeroGPU: `spaces` patches torch's CUDA start-up, so it must come before any torch import
+    import spaces  # noqa: F401
+except ImportError:  # not on Hugging Face Spaces (the package is optional everywhere else)
+    pass
+
 # Must come before any gradio / huggingface_hub import: no analytics pings, and no hub
 # requests unless the app is explicitly online (Spaces, --online or DIMSUM_ONLINE=1).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

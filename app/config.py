@@ -29,7 +29,18 @@ APP_LIMITS = Limits(max_images=16, max_steps=250, max_cfg=20.0, max_work=4 * 250
 def _cuda() -> bool:
     import torch
 
-    return torch.cuda.is_available()
+    # ZeroGPU: no GPU is attached at start-up, but models go to "cuda" then (spaces defers it).
+    return torch.cuda.is_available() or on_zerogpu()
+
+
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space (GPUs are leased per call; models must be on "cuda" at start)."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+
+        return bool(spaces.config.Config.zero_gpu)
+    except Exception:  # noqa: BLE001 - no spaces package, or an older one
+        return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
 def _env_flag(name: str, default: bool = False) -> bool:
@@ -62,6 +73,11 @@ class AppConfig:
     run_memory_mb: int = 512  # all sessions' stored runs together
     threads: int | None = None  # torch intra-op threads (None: leave torch's default)
     device: str = field(default_factory=lambda: "cuda" if _cuda() else "cpu")
+    # Mixed precision of the network: "auto" = bf16 autocast on GPUs that have it, fp32 on
+    # CPUs; "fp32", "bf16", "fp16" force one.
+    precision: str = "auto"
+    # Released models first (default model and loaded at start): on a Space with a GPU.
+    prefer_released: bool = False
     server_name: str | None = None  # None: gradio reads GRADIO_SERVER_NAME (default 127.0.0.1)
     server_port: int | None = None  # None: gradio reads GRADIO_SERVER_PORT (default 7860)
 
@@ -97,10 +113,27 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     p.add_argument("--ablation-curves", default=os.environ.get("DIMSUM_ABLATION_CURVES"))
     p.add_argument("--queue-size", type=int, default=_env_int("DIMSUM_QUEUE_SIZE", 16))
     p.add_argument("--threads", type=int, default=_env_int("DIMSUM_THREADS", 0) or None)
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default=os.environ.get("DIMSUM_PRECISION", "auto"),
+        help="network precision (auto: bf16 autocast on a GPU that has it, else fp32)",
+    )
+    p.add_argument(
+        "--released-first",
+        action="store_true",
+        default=_env_flag("DIMSUM_RELEASED_FIRST", default=False),
+        help="open on the released ImageNet model and load it at start "
+        "(default on a Space with a GPU)",
+    )
     p.add_argument("--host", default=None, help="bind address (default: $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT)")
     a = p.parse_args(argv)
+    device = "cuda" if _cuda() else "cpu"
     return AppConfig(
+        device=device,
+        precision=a.precision,
+        prefer_released=a.released_first or (bool(os.environ.get("SPACE_ID")) and device == "cuda"),
         checkpoint=a.checkpoint or None,
         vae=a.vae or None,
         online=a.online,

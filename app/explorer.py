@@ -23,7 +23,7 @@ from dimsum.pipeline import DiMSUMPipeline, read_png_settings, save_png
 from dimsum.validation import MAX_SEED, SAMPLERS, InputError, check_choice, check_float, check_int
 
 from . import share
-from .config import AppConfig
+from .config import AppConfig, on_zerogpu
 from .models import (
     DEMO_KEY,
     ModelRegistry,
@@ -88,12 +88,15 @@ class Explorer:
         self.source = register_pipeline_source(self.registry.get)
         self.notes: list[str] = []
         self.default_key = self.registry.default_key
-        try:
-            self.registry.get(self.default_key)
-        except ModelUnavailable as err:
-            self.notes.append(f"⚠️ {err}")
-            self.default_key = DEMO_KEY
-            self.registry.get(DEMO_KEY)
+        if on_zerogpu():  # ZeroGPU: every model on "cuda" at start-up, none loaded later
+            self.registry.preload([k for k in self.registry.sources if k != self.default_key])
+        for key in (self.default_key, self.registry.local_default_key, DEMO_KEY):
+            try:
+                self.registry.get(key)
+                self.default_key = key
+                break
+            except ModelUnavailable as err:
+                self.notes.append(f"⚠️ {err}")
         if self.default_key == DEMO_KEY and "embedded" in self.registry.problems:
             self.notes.append(
                 "⚠️ "

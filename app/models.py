@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,10 +22,17 @@ import torch
 import dimsum
 from dimsum.checkpoints import CheckpointError
 from dimsum.config import DiMSUMConfig
-from dimsum.pipeline import DiMSUMPipeline, VAEUnavailableError
+from dimsum.pipeline import DiMSUMPipeline, fast_dtype
+from dimsum.vae import VAEUnavailableError, resolve_vae
 from dimsum.validation import InputError
 
-from .config import DEFAULT_CHECKPOINT, OFFICIAL_IMAGENET_HUB_ID, REPO_ROOT, AppConfig
+from .config import (
+    DEFAULT_CHECKPOINT,
+    OFFICIAL_IMAGENET_HUB_ID,
+    REPO_ROOT,
+    AppConfig,
+    on_zerogpu,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +185,14 @@ class ModelRegistry:
 
     @property
     def default_key(self) -> str:
+        released = f"hub:{OFFICIAL_IMAGENET_HUB_ID}"
+        if self.config.prefer_released and released in self.sources:
+            return released
+        return self.local_default_key
+
+    @property
+    def local_default_key(self) -> str:
+        """The first model that needs no download: --checkpoint, else the embedded one."""
         for key in self.sources:
             if not key.startswith("hub:") and key != DEMO_KEY:
                 return key
@@ -223,10 +239,21 @@ class ModelRegistry:
             self._loaded[key] = pipe
             # Room for the default model and every ablation variant (small, compared together).
             capacity = max(self.config.max_loaded_models, 1 + len(self.ablation_folders()))
+            if on_zerogpu():  # every model was moved to "cuda" at start; none may be reloaded
+                capacity = len(self.sources)
             while len(self._loaded) > capacity:
                 old, _ = self._loaded.popitem(last=False)
                 log.info("unloaded model %s", old)
             return pipe
+
+    def preload(self, keys: list[str]) -> None:
+        """Load these models now (start-up), noting why any of them cannot be loaded."""
+        for key in keys:
+            try:
+                self.get(key)
+            except ModelUnavailable as err:
+                self.problems[key] = str(err)
+                log.warning("not available: %s", err)
 
     def loaded(self, key: str) -> bool:
         return key in self._loaded
@@ -240,14 +267,12 @@ class ModelRegistry:
             hint = (
                 "the app runs offline (start it with --online or DIMSUM_ONLINE=1 on a machine "
                 "with internet), or download the files elsewhere "
-                f"(`huggingface-cli download {source.spec} --local-dir DIR`) and load DIR"
+                f"(`hf download {source.spec} --local-dir DIR`) and load DIR"
             )
         else:
             hint = ""
         try:
-            pipe = DiMSUMPipeline.from_pretrained(
-                source.spec, device=cfg.device, vae=cfg.vae, limits=cfg.limits
-            )
+            pipe = self._load_pipeline(source)
         except VAEUnavailableError as err:
             raise ModelUnavailable(f"{source.label}: the weights loaded but {err}") from None
         except CheckpointError as err:
@@ -261,6 +286,51 @@ class ModelRegistry:
             ) from None
         log.info("loaded model %s (%s)", source.key, pipe.name)
         return pipe
+
+    def _load_pipeline(self, source: ModelSource) -> DiMSUMPipeline:
+        """Weights, then the VAE for a latent model only (an app-wide --vae applies to latent
+        models; pixel models never take one), on the app's device and precision."""
+        cfg = self.config
+        if source.note:
+            log.info("loading %s (%s): %s", source.label, source.spec, source.note)
+        model = dimsum.load_checkpoint(source.spec, device=cfg.device)
+        vae = resolve_vae(
+            model.config, cfg.vae if model.config.space == "latent" else None, cfg.device
+        )
+        pipe = DiMSUMPipeline(
+            model,
+            vae,
+            limits=cfg.limits,
+            name=model.config.name or Path(source.spec).name,
+            autocast=autocast_dtype(cfg.precision, cfg.device),
+        )
+        # ZeroGPU attaches a GPU only inside @spaces.GPU calls: nothing can run at load there.
+        timed = not (cfg.device == "cuda" and on_zerogpu())
+        pipe.seconds_per_evaluation = time_one_evaluation(pipe) if timed else None  # type: ignore[attr-defined]
+        return pipe
+
+
+def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """The pipeline's autocast for the app's --precision on a device."""
+    if precision == "auto":
+        return fast_dtype(device)
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def time_one_evaluation(pipe: DiMSUMPipeline) -> float:
+    """Seconds of one guided evaluation of 4 images (batch 8), measured once at load, so the
+    app can say how long a run will take before it starts (a CPU run of the 460M model takes
+    minutes). Small models are timed too: it costs them milliseconds."""
+    cfg = pipe.config
+    x = torch.zeros(8, cfg.in_channels, cfg.input_size, cfg.input_size, device=pipe.device)
+    t = torch.full((8,), 0.5, device=pipe.device)
+    y = torch.full((8,), cfg.null_class, dtype=torch.long, device=pipe.device)
+    with torch.inference_mode(), pipe._autocast():
+        start = time.perf_counter()
+        pipe.model(x, t, y)
+        if pipe.device.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def _label_for(spec: str) -> str:

@@ -83,10 +83,22 @@ def run_on_compute_thread(fn: Callable[[], Any]) -> Future:
     return _compute.submit(fn)
 
 
+def gpu_seconds(source: str, key: str, req: Request, *_: Any, **__: Any) -> int:
+    """How long a ZeroGPU lease to ask for one request: the evaluations it needs times a
+    generous per-evaluation cost for the model's size (shorter leases queue sooner)."""
+    evals = req.num_steps * (2 if req.method == "heun" else 1) + 1
+    if req.method == "dopri5":
+        evals = 6 * req.num_steps  # adaptive: a few hundred evaluations at most in practice
+    params = sum(p.numel() for p in _pipeline(source, key).model.parameters())
+    batches = -(-len(req.seeds) // 4)  # per 4 images (guided: batch 8)
+    per_eval = 0.15 * max(params / 460e6, 0.05) * batches  # DiM-L/2 on an H100: ~0.1 s
+    return int(min(300, 15 + evals * per_eval))
+
+
 try:  # ZeroGPU (Hugging Face Spaces): run the GPU part inside a GPU-lease context
     import spaces  # type: ignore[import-not-found]
 
-    gpu: Callable[[Callable[..., Any]], Callable[..., Any]] = spaces.GPU(duration=120)
+    gpu: Callable[[Callable[..., Any]], Callable[..., Any]] = spaces.GPU(duration=gpu_seconds)
 except Exception:  # noqa: BLE001 - not on Spaces, or spaces without a GPU: plain functions
 
     def gpu(fn: Callable[..., Any]) -> Callable[..., Any]:
