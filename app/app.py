@@ -113,5 +113,19 @@ def main(argv: list[str] | None = None) -> None:
     build_demo(config).launch(**launch_kwargs(config))
 
 
+# On Hugging Face Spaces the models are loaded (and moved to "cuda") at import, at module
+# level, as ZeroGPU requires: GPU leases then only run sampling (app/sampling.py, @spaces.GPU).
+demo: gr.Blocks | None = None
+if os.environ.get("SPACE_ID"):
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    keep_freed_memory()
+    demo = build_demo(parse_args([]))
+
+
 if __name__ == "__main__":
-    main()
+    if demo is not None:
+        demo.launch(**launch_kwargs(parse_args([])))
+    else:
+        main()

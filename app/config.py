@@ -120,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
         help="network precision (auto: bf16 autocast on a GPU that has it, else fp32)",
     )
     p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=os.environ.get("DIMSUM_DEVICE", "auto"),
+        help="where the models run (auto: cuda when a GPU or ZeroGPU is there, else cpu)",
+    )
+    p.add_argument(
         "--released-first",
         action="store_true",
         default=_env_flag("DIMSUM_RELEASED_FIRST", default=False),
@@ -129,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     p.add_argument("--host", default=None, help="bind address (default: $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT)")
     a = p.parse_args(argv)
-    device = "cuda" if _cuda() else "cpu"
+    device = a.device if a.device != "auto" else ("cuda" if _cuda() else "cpu")
     return AppConfig(
         device=device,
         precision=a.precision,
