@@ -53,7 +53,9 @@ def load_vae(vae: str | Path, device: torch.device | str = "cpu") -> torch.nn.Mo
             "(pip install diffusers), then a local VAE folder or hub access"
         ) from err
     try:
-        return AutoencoderKL.from_pretrained(str(vae)).to(device).eval()
+        # low_cpu_mem_usage=False: the default without `accelerate`, said so (no warning).
+        vae_module = AutoencoderKL.from_pretrained(str(vae), low_cpu_mem_usage=False)
+        return vae_module.to(device).eval()
     except Exception as err:  # noqa: BLE001
         raise VAEUnavailableError(
             f"cannot load the VAE {str(vae)!r} ({type(err).__name__}). Offline? Download "
