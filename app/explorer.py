@@ -32,6 +32,22 @@ from .models import (
     model_summary,
     resolve_class,
 )
+from .results import (
+    BranchesReset,
+    BranchPanels,
+    ControlValues,
+    GenerateOutputs,
+    ModelChange,
+    ModelOutputs,
+    ScanPanels,
+    SettingsChange,
+    TrajectoryFrame,
+    TrajectoryReset,
+    VariantComparison,
+    ViewsReset,
+    WaveletPanels,
+    WaveletsReset,
+)
 from .sampling import Done, Preview, Request, gpu_generate, gpu_stream, register_pipeline_source
 from .state import RunExpired, RunRecord, RunStore, SessionState, build_record, plan_trace
 from .views import architecture, branches, evidence, scans, trajectory, wavelets
@@ -65,132 +81,6 @@ class Generation:
     seed: int
     num_images: int
     records: int  # number of recorded steps
-
-
-# ---- named outputs -----------------------------------------------------------------------------
-# Handlers return these instead of positional lists. The UI builds the same types with a
-# component in each field (app/tabs), and app.tabs.outputs pairs value and component by field
-# name. Field order is the output order of the HTTP API (`api_name` endpoints): do not reorder.
-
-
-@dataclass(frozen=True)
-class ScanPanels:
-    """The scan-orders tab for one layer."""
-
-    strip: Any  # HTML strip of the layer cycle
-    image: Any  # PNG path of the scan paths (None for an attention layer)
-    text: Any
-
-
-@dataclass(frozen=True)
-class ModelOutputs:
-    """Everything that depends on the session's model."""
-
-    model: Any
-    class_label: Any
-    info: Any
-    scan_layer: Any
-    scan: ScanPanels
-    diagram: Any
-    temperature: Any
-
-
-@dataclass(frozen=True)
-class ControlValues:
-    """Sampling controls set by a link or loaded settings (gr.skip() = left as they are)."""
-
-    seed: Any
-    steps: Any
-    sampler: Any
-    guidance: Any
-    images: Any
-    schedule: Any
-
-
-@dataclass(frozen=True)
-class ModelChange:
-    session: Any
-    model: ModelOutputs
-
-
-@dataclass(frozen=True)
-class SettingsChange:
-    session: Any
-    model: ModelOutputs
-    controls: ControlValues
-
-
-@dataclass(frozen=True)
-class GenerateOutputs:
-    live: Any
-    gallery: Any
-    files: Any
-    status: Any
-    settings_json: Any
-    share_query: Any
-    session: Any
-
-
-@dataclass(frozen=True)
-class TrajectoryFrame:
-    image: Any
-    caption: Any
-
-
-@dataclass(frozen=True)
-class WaveletPanels:
-    level1: Any
-    level2: Any
-    plot: Any
-    caption: Any
-
-
-@dataclass(frozen=True)
-class BranchPanels:
-    images: list[Any]  # one per branches.BRANCH_OUTPUTS
-    plot: Any
-    caption: Any
-
-
-@dataclass(frozen=True)
-class TrajectoryReset:
-    step: Any
-    frame: TrajectoryFrame
-    plot: Any
-    export_file: Any
-
-
-@dataclass(frozen=True)
-class WaveletsReset:
-    step: Any
-    block: Any
-    image: Any
-    source: Any
-    panels: WaveletPanels
-
-
-@dataclass(frozen=True)
-class BranchesReset:
-    step: Any
-    block: Any
-    image: Any
-    panels: BranchPanels
-
-
-@dataclass(frozen=True)
-class VariantComparison:
-    gallery: Any
-    plot: Any
-    table: Any
-
-
-@dataclass(frozen=True)
-class ViewsReset:
-    """Every view's controls set to a new run, with its default drawing."""
-
-    trajectory: TrajectoryReset
-    wavelets: WaveletsReset
-    branches: BranchesReset
 
 
 def _slug(text_: str) -> str:

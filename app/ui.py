@@ -18,9 +18,9 @@ import gradio as gr
 
 from . import text
 from .errors import clean_errors
-from .explorer import (
+from .explorer import Explorer
+from .results import (
     ControlValues,
-    Explorer,
     GenerateOutputs,
     ModelChange,
     ModelOutputs,
@@ -34,7 +34,6 @@ SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
 VIEW = dict(
     show_progress="hidden", trigger_mode="always_last", queue=False
 )  # instant, no queue round trip
-TABS = ("trajectory", "wavelets", "scans", "branches", "architecture", "evidence")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Each module's `build(...)` lays out its components and returns them by name in a frozen
 dataclass. Components that a handler updates are grouped in the handler's own result type
-(explorer.py), so `outputs.named` can pair results with components by field name.
+(app/results.py), so `outputs.named` can pair results with components by field name.
 
     generate      controls (model, class, seed, sampler...), share/load settings, results
     trajectory    Trajectory tab        wavelets      Wavelets tab

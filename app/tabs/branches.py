@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import text
 from ..components import RawDropdown
-from ..explorer import BranchesReset, BranchPanels
+from ..results import BranchesReset, BranchPanels
 from ..views import branches as view
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import text
-from ..explorer import Explorer, VariantComparison
+from ..explorer import Explorer
+from ..results import VariantComparison
 from ..views import evidence as view
 
 

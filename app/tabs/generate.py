@@ -10,7 +10,8 @@ from dimsum.config import MAX_TEMPERATURE
 
 from .. import text
 from ..components import RawDropdown, RawRadio, RawSlider, RawTextbox
-from ..explorer import DEFAULTS, SAMPLER_CHOICES, SCHEDULE_CHOICES, Explorer, ModelOutputs
+from ..explorer import DEFAULTS, SAMPLER_CHOICES, SCHEDULE_CHOICES, Explorer
+from ..results import ModelOutputs
 
 
 @dataclass(frozen=True)

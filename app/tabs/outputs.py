@@ -1,10 +1,11 @@
 """Named outputs: a handler's result and the components it updates, paired by field name.
 
-Handlers in explorer.py return small dataclasses (`ModelOutputs`, `GenerateOutputs`, ...). The
-UI builds an instance of the same dataclass holding a component in each field: its *shape*.
-`components(shape)` gives an event's outputs (in field order, which is the HTTP API's output
-order) and `named(handler, shape)` turns each result into gradio's `{component: value}`, so no
-wiring depends on list positions. Nested dataclasses and lists of components are flattened.
+Handlers in explorer.py return small dataclasses (app/results.py: `ModelOutputs`,
+`GenerateOutputs`, ...). The UI builds an instance of the same dataclass holding a component in
+each field: its *shape*. `components(shape)` gives an event's outputs (in field order, which is
+the HTTP API's output order) and `named(handler, shape)` turns each result into gradio's
+`{component: value}`, so no wiring depends on list positions. Nested dataclasses and lists of
+components are flattened.
 """
 
 from __future__ import annotations

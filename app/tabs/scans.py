@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import text
 from ..components import RawDropdown
-from ..explorer import ModelOutputs, ScanPanels
+from ..results import ModelOutputs, ScanPanels
 
 
 @dataclass(frozen=True)

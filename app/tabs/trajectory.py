@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import text
 from ..components import RawSlider
-from ..explorer import TrajectoryFrame, TrajectoryReset
+from ..results import TrajectoryFrame, TrajectoryReset
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import text
 from ..components import RawDropdown, RawRadio, RawSlider
-from ..explorer import WaveletPanels, WaveletsReset
+from ..results import WaveletPanels, WaveletsReset
 from ..views import wavelets as view
 
 
