@@ -362,7 +362,15 @@ class Explorer:
             elif isinstance(event, Done):
                 out = event.output
         if out is None:  # stopped before anything was produced
-            yield GenerateOutputs(skip, skip, skip, "Stopped.", skip, skip, skip)
+            yield GenerateOutputs(
+                live=skip,
+                gallery=skip,
+                files=skip,
+                status="Stopped.",
+                settings_json=skip,
+                share_query=skip,
+                session=skip,
+            )
             return
         progress(1.0, desc="Preparing the views…")
         record = build_record(
