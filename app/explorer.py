@@ -32,6 +32,22 @@ from .models import (
     model_summary,
     resolve_class,
 )
+from .results import (
+    BranchesReset,
+    BranchPanels,
+    ControlValues,
+    GenerateOutputs,
+    ModelChange,
+    ModelOutputs,
+    ScanPanels,
+    SettingsChange,
+    TrajectoryFrame,
+    TrajectoryReset,
+    VariantComparison,
+    ViewsReset,
+    WaveletPanels,
+    WaveletsReset,
+)
 from .sampling import Done, Preview, Request, gpu_generate, gpu_stream, register_pipeline_source
 from .state import RunExpired, RunRecord, RunStore, SessionState, build_record, plan_trace
 from .views import architecture, branches, evidence, scans, trajectory, wavelets
@@ -159,8 +175,8 @@ class Explorer:
 
     def model_updates(
         self, key: str, class_value: Any = None, temperature: float | None = None
-    ) -> list[Any]:
-        """Values for everything that depends on the session's model (see ui.MODEL_OUTPUTS).
+    ) -> ModelOutputs:
+        """Values for everything that depends on the session's model.
 
         temperature: the value for the temperature slider; None = the model's recommended one
         (so switching models resets it: each trained model has its own).
@@ -178,20 +194,20 @@ class Explorer:
         info = model_summary(pipe)
         if key == DEMO_KEY:
             info += "  \n⚠️ *Untrained weights: images will look like coloured noise; every view still shows the real architecture at work.*"
-        return [
-            gr.update(choices=self.registry.choices(), value=key),
-            gr.update(choices=labels, value=label, interactive=pipe.config.num_classes > 1),
-            info,
-            gr.update(choices=layers, value=0),
-            scans.strip_html(pipe.model, 0),
-            scan_img or None,
-            scan_text,
-            architecture.diagram_svg(pipe.config),
-            pipe.config.sampling_temperature if temperature is None else temperature,
-        ]
+        return ModelOutputs(
+            model=gr.update(choices=self.registry.choices(), value=key),
+            class_label=gr.update(
+                choices=labels, value=label, interactive=pipe.config.num_classes > 1
+            ),
+            info=info,
+            scan_layer=gr.update(choices=layers, value=0),
+            scan=ScanPanels(scans.strip_html(pipe.model, 0), scan_img or None, scan_text),
+            diagram=architecture.diagram_svg(pipe.config),
+            temperature=pipe.config.sampling_temperature if temperature is None else temperature,
+        )
 
     # ---- model and settings handlers -------------------------------------------------------
-    def on_load(self, session: SessionState, request: gr.Request) -> list[Any]:
+    def on_load(self, session: SessionState, request: gr.Request) -> SettingsChange:
         """Page load: prefill controls from URL query parameters (invalid ones are reported)."""
         session = session if isinstance(session, SessionState) else self.new_session()
         params = dict(request.query_params) if request is not None else {}
@@ -212,42 +228,47 @@ class Explorer:
                 problems.append(f"model={wanted[:60]!r} is not offered here")
         if problems:
             gr.Warning("Some link settings were not used: " + "; ".join(problems)[:500])
-        session = replace(session, model_key=key)
-        v = parsed.values
-        return [
-            session,
-            *self.model_updates(key, v.get("class"), v.get("temperature")),
-            *self._control_values(v),
-        ]
+        return self._settings_change(session, key, parsed.values)
 
-    def _control_values(self, v: dict[str, Any]) -> list[Any]:
-        """seed, steps, sampler, guidance, images, schedule: the parsed value or unchanged."""
-        return [
-            str(v["seed"]) if "seed" in v else gr.skip(),
-            v.get("steps", gr.skip()),
-            v.get("sampler", gr.skip()),
-            v.get("guidance", gr.skip()),
-            v.get("images", gr.skip()),
-            v.get("schedule", gr.skip()),
-        ]
+    def _settings_change(
+        self, session: SessionState, key: str, values: dict[str, Any]
+    ) -> SettingsChange:
+        """The session on model `key`, with the model's outputs and the controls set to `values`."""
+        return SettingsChange(
+            session=replace(session, model_key=key),
+            model=self.model_updates(key, values.get("class"), values.get("temperature")),
+            controls=self._control_values(values),
+        )
 
-    def select_model(self, key: Any, session: SessionState, class_value: Any) -> list[Any]:
+    @staticmethod
+    def _control_values(v: dict[str, Any]) -> ControlValues:
+        """Each control: the parsed value, or unchanged (gr.skip()) when absent."""
+        return ControlValues(
+            seed=str(v["seed"]) if "seed" in v else gr.skip(),
+            steps=v.get("steps", gr.skip()),
+            sampler=v.get("sampler", gr.skip()),
+            guidance=v.get("guidance", gr.skip()),
+            images=v.get("images", gr.skip()),
+            schedule=v.get("schedule", gr.skip()),
+        )
+
+    def select_model(self, key: Any, session: SessionState, class_value: Any) -> ModelChange:
         if not isinstance(key, str) or key not in self.registry.sources:
             raise InputError(f"model={str(key)[:60]!r}: unknown model; pick one from the list")
         if not self.registry.loaded(key):
             gr.Info("Loading the model…")
         updates = self.model_updates(key, class_value)  # loads it (or raises a clean error)
-        return [replace(session, model_key=key), *updates]
+        return ModelChange(session=replace(session, model_key=key), model=updates)
 
-    def load_custom(self, spec: Any, session: SessionState, class_value: Any) -> list[Any]:
+    def load_custom(self, spec: Any, session: SessionState, class_value: Any) -> ModelChange:
         source = self.registry.add_custom(spec)
         return self.select_model(source.key, session, class_value)
 
-    def load_settings(self, session: SessionState, text_: Any) -> list[Any]:
+    def load_settings(self, session: SessionState, text_: Any) -> SettingsChange:
         parsed = share.parse_text(text_, self.config.limits)
         return self._apply_settings(session, parsed)
 
-    def load_png(self, session: SessionState, file: Any) -> list[Any]:
+    def load_png(self, session: SessionState, file: Any) -> SettingsChange:
         path = file if isinstance(file, str) else getattr(file, "name", None)
         if not path or not Path(path).is_file():
             raise InputError("settings: upload a PNG saved by this app")
@@ -266,7 +287,9 @@ class Explorer:
             raise InputError("settings: nothing usable in this PNG's settings")
         return self._apply_settings(session, parsed)
 
-    def _apply_settings(self, session: SessionState, parsed: share.ParsedSettings) -> list[Any]:
+    def _apply_settings(
+        self, session: SessionState, parsed: share.ParsedSettings
+    ) -> SettingsChange:
         problems = list(parsed.problems)
         key = session.model_key
         wanted = parsed.values.get("model")
@@ -285,11 +308,7 @@ class Explorer:
             gr.Warning("; ".join(problems)[:500])
         else:
             gr.Info("Settings loaded: press Generate to reproduce the run.")
-        return [
-            replace(session, model_key=key),
-            *self.model_updates(key, parsed.values.get("class"), parsed.values.get("temperature")),
-            *self._control_values(parsed.values),
-        ]
+        return self._settings_change(session, key, parsed.values)
 
     @staticmethod
     def random_seed() -> str:
@@ -308,7 +327,7 @@ class Explorer:
         schedule: Any = "uniform",
         temperature: Any = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's injection idiom
-    ) -> Iterator[list[Any]]:
+    ) -> Iterator[GenerateOutputs]:
         """Stream previews while sampling, then the final images, files and settings."""
         if not isinstance(session, SessionState):
             session = self.new_session()
@@ -331,19 +350,27 @@ class Explorer:
                 # The previous run's results are cleared (None) rather than kept with
                 # gr.skip(): gradio builds a new component and its API schema for every skipped
                 # output of every yield, which took ~0.25 s of the 2 cores per generation.
-                yield [
-                    frame,
-                    None,
-                    None,
-                    f"Sampling… step {event.step} / {event.total - 1}, t = {event.t:.2f}",
-                    None,
-                    None,
-                    skip,  # gr.State: cheap
-                ]
+                yield GenerateOutputs(
+                    live=frame,
+                    gallery=None,
+                    files=None,
+                    status=f"Sampling… step {event.step} / {event.total - 1}, t = {event.t:.2f}",
+                    settings_json=None,
+                    share_query=None,
+                    session=skip,  # gr.State: cheap
+                )
             elif isinstance(event, Done):
                 out = event.output
         if out is None:  # stopped before anything was produced
-            yield [skip, skip, skip, "Stopped.", skip, skip, skip]
+            yield GenerateOutputs(
+                live=skip,
+                gallery=skip,
+                files=skip,
+                status="Stopped.",
+                settings_json=skip,
+                share_query=skip,
+                session=skip,
+            )
             return
         progress(1.0, desc="Preparing the views…")
         record = build_record(
@@ -402,21 +429,21 @@ class Explorer:
             # the model's own temperature stays out of the link, so links read as before
             None if temp == pipe.config.sampling_temperature else temp,
         )
-        yield [
-            final,
-            captions,
-            paths,
-            status,
-            settings_text,
-            query,
-            replace(session, run_id=record.run_id),
-        ]
+        yield GenerateOutputs(
+            live=final,
+            gallery=captions,
+            files=paths,
+            status=status,
+            settings_json=settings_text,
+            share_query=query,
+            session=replace(session, run_id=record.run_id),
+        )
         # The images are on the page now; reduce the traced features for the views (the
         # `refresh_views` event that follows this one reads them).
         _ = record.blocks
 
     # ---- views -------------------------------------------------------------------------------
-    def refresh_views(self, session: SessionState) -> list[Any]:
+    def refresh_views(self, session: SessionState) -> ViewsReset:
         """After a run: reset every view's controls to the new run and draw the defaults."""
         rec = self.run_for(session)
         last = rec.num_steps - 1
@@ -425,25 +452,27 @@ class Explorer:
         steps = [(f"step {s} (t = {rec.t[s]:.2f})", s) for s in rec.traced_steps]
         mid_block = rec.traced_blocks[len(rec.traced_blocks) // 2]
         branch_step = rec.traced_steps[len(rec.traced_steps) // 2]
-        frame, caption = self.trajectory_view(session, last)
-        wl = self.wavelet_view(session, "final", last, mid_block, 0, "haar", "meanabs")
-        br = self.branches_view(session, branch_step, mid_block, 0)
-        return [
-            gr.update(maximum=last, value=last),
-            frame,
-            caption,
-            trajectory.curves_figure(rec),
-            gr.update(value=None, visible=False),
-            gr.update(maximum=last, value=last),
-            gr.update(choices=blocks, value=mid_block),
-            gr.update(choices=images, value=0),
-            gr.update(value="final"),
-            *wl,
-            gr.update(choices=steps, value=branch_step),
-            gr.update(choices=blocks, value=mid_block),
-            gr.update(choices=images, value=0),
-            *br,
-        ]
+        return ViewsReset(
+            trajectory=TrajectoryReset(
+                step=gr.update(maximum=last, value=last),
+                frame=self.trajectory_view(session, last),
+                plot=trajectory.curves_figure(rec),
+                export_file=gr.update(value=None, visible=False),
+            ),
+            wavelets=WaveletsReset(
+                step=gr.update(maximum=last, value=last),
+                block=gr.update(choices=blocks, value=mid_block),
+                image=gr.update(choices=images, value=0),
+                source=gr.update(value="final"),
+                panels=self.wavelet_view(session, "final", last, mid_block, 0, "haar", "meanabs"),
+            ),
+            branches=BranchesReset(
+                step=gr.update(choices=steps, value=branch_step),
+                block=gr.update(choices=blocks, value=mid_block),
+                image=gr.update(choices=images, value=0),
+                panels=self.branches_view(session, branch_step, mid_block, 0),
+            ),
+        )
 
     def _step(self, rec: RunRecord, step: Any) -> int:
         return check_int("step", step, 0, rec.num_steps - 1)
@@ -459,10 +488,10 @@ class Explorer:
             )
         return b
 
-    def trajectory_view(self, session: SessionState, step: Any) -> tuple[str, str]:
+    def trajectory_view(self, session: SessionState, step: Any) -> TrajectoryFrame:
         rec = self.run_for(session)
         s = self._step(rec, step)
-        return trajectory.frame_path(rec, s), trajectory.caption(rec, s)
+        return TrajectoryFrame(trajectory.frame_path(rec, s), trajectory.caption(rec, s))
 
     def trajectory_plot(self, session: SessionState) -> Any:
         return trajectory.curves_figure(self.run_for(session))
@@ -482,7 +511,7 @@ class Explorer:
         image: Any,
         wave: Any,
         mode: Any,
-    ) -> tuple[str, str, Any, str]:
+    ) -> WaveletPanels:
         rec = self.run_for(session)
         src = check_choice("source", source, tuple(wavelets.SOURCES))
         s = self._step(rec, step)
@@ -490,21 +519,23 @@ class Explorer:
         i = self._image(rec, image)
         w = wavelets.check_wave(wave)
         m = check_choice("display", mode, tuple(wavelets.FREQ_MODES))
-        return wavelets.render(rec, src, s, b, i, w, m)
+        return WaveletPanels(*wavelets.render(rec, src, s, b, i, w, m))
 
-    def branches_view(self, session: SessionState, step: Any, block: Any, image: Any) -> list[Any]:
+    def branches_view(
+        self, session: SessionState, step: Any, block: Any, image: Any
+    ) -> BranchPanels:
         rec = self.run_for(session)
         s = self._step(rec, step)
         b = self._block(rec, block)
         i = self._image(rec, image)
         paths, fig, caption = branches.render(rec, s, b, i)
-        return [*paths, fig, caption]
+        return BranchPanels(list(paths), fig, caption)
 
-    def scan_view(self, session: SessionState, layer: Any) -> tuple[str, str | None, str]:
+    def scan_view(self, session: SessionState, layer: Any) -> ScanPanels:
         pipe = self.pipe_for(session)
         lay = check_int("layer", layer, 0, pipe.config.depth - 1)
         img, desc = scans.render(pipe.model, lay)
-        return scans.strip_html(pipe.model, lay), img or None, desc
+        return ScanPanels(scans.strip_html(pipe.model, lay), img or None, desc)
 
     # ---- evidence ----------------------------------------------------------------------------
     def compare_variants(
@@ -516,7 +547,7 @@ class Explorer:
         guidance: Any,
         schedule: Any = "uniform",
         progress: gr.Progress = gr.Progress(),  # noqa: B008
-    ) -> tuple[list[tuple[np.ndarray, str]], Any, str]:
+    ) -> VariantComparison:
         """The same seed and class from every ablation variant, one image each."""
         keys = [k for k in self.registry.sources if k.startswith("ablation:")]
         if not keys:
@@ -538,4 +569,4 @@ class Explorer:
             )
         gallery = [(arr[0], name) for name, arr in results.items()]
         table = "| variant | parameters | time |\n| --- | --- | --- |\n" + "\n".join(lines)
-        return gallery, evidence.spectra_figure(results), table
+        return VariantComparison(gallery, evidence.spectra_figure(results), table)

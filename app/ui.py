@@ -1,531 +1,336 @@
-"""The page: layout and event wiring. Handlers live in explorer.py, views in views/.
+"""The page: calls each area's builder (tabs/) and wires the events to explorer.py's handlers.
 
 Every event that the API exposes has an explicit `api_name`; every handler is wrapped by
-`clean_errors`. Sampling has its own concurrency group of size 1 (one model, CPU-bound); views
-are light and run concurrently.
+`clean_errors`, and handlers return named results that `tabs.outputs.named` pairs with their
+components. Sampling has its own concurrency group of size 1 (one model, CPU-bound); views are
+light and run concurrently. Events are registered in a fixed order: gradio numbers them
+(`fn_index`) in that order, and API clients may address them by number.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
-from dimsum.config import MAX_TEMPERATURE
-
 from . import text
-from .components import RawDropdown, RawRadio, RawSlider, RawTextbox
-from .config import AppConfig
 from .errors import clean_errors
-from .explorer import DEFAULTS, SAMPLER_CHOICES, SCHEDULE_CHOICES, Explorer
-from .views import branches, wavelets
+from .explorer import Explorer
+from .results import (
+    ControlValues,
+    GenerateOutputs,
+    ModelChange,
+    ModelOutputs,
+    SettingsChange,
+    ViewsReset,
+)
+from .tabs import architecture, branches, evidence, generate, scans, trajectory, wavelets
+from .tabs.outputs import components, named
 
 SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
 VIEW = dict(
     show_progress="hidden", trigger_mode="always_last", queue=False
 )  # instant, no queue round trip
-TABS = ("trajectory", "wavelets", "scans", "branches", "architecture", "evidence")
+
+
+@dataclass(frozen=True)
+class Page:
+    """Every area of the page, with the output shapes shared by several events."""
+
+    session: gr.State
+    panel: generate.GeneratePanel
+    tabs: gr.Tabs
+    trajectory: trajectory.TrajectoryTab
+    wavelets: wavelets.WaveletsTab
+    scans: scans.ScansTab
+    branches: branches.BranchesTab
+    architecture: architecture.ArchitectureTab
+    evidence: evidence.EvidenceTab
+
+    @property
+    def model_outputs(self) -> ModelOutputs:
+        """The components that depend on the session's model, spread over several areas."""
+        picker = self.panel.picker
+        return ModelOutputs(
+            model=picker.model,
+            class_label=picker.class_label,
+            info=picker.info,
+            scan_layer=self.scans.layer,
+            scan=self.scans.panels,
+            diagram=self.architecture.diagram,
+            temperature=self.panel.sampling.temperature,
+        )
+
+    @property
+    def control_values(self) -> ControlValues:
+        s = self.panel.sampling
+        return ControlValues(s.seed, s.steps, s.sampler, s.guidance, s.images, s.schedule)
 
 
 def build_ui(explorer: Explorer) -> gr.Blocks:
-    ex = explorer
-    cfg: AppConfig = ex.config
-    lim = cfg.limits
-    first = ex.model_updates(ex.default_key)  # initial values of the model-dependent outputs
-
-    def val(update: object) -> object:
-        return update.get("value") if isinstance(update, dict) else update
-
     with gr.Blocks(title="DiMSUM explorer", delete_cache=(1800, 3600)) as demo:
-        session = gr.State(ex.new_session())
-        gr.Markdown(text.INTRO, elem_id="header")
-        if ex.notes:
-            gr.Markdown("\n\n".join(ex.notes), elem_id="startup-notes")
+        page = _layout(explorer)
+        _wire_model_events(explorer, demo, page)
+        _wire_controls(explorer, page)
+        _wire_generation(explorer, page)
+        _wire_views(explorer, page)
+        _wire_settings(explorer, page)
+        _wire_tabs(explorer, page)
+    return demo
 
-        with gr.Row(equal_height=False):
-            # ---------------- controls ----------------
-            with gr.Column(scale=4, min_width=320):
-                with gr.Accordion("Model", open=False):
-                    model_dd = RawDropdown(
-                        choices=ex.registry.choices(),
-                        value=ex.default_key,
-                        label="Model",
-                        interactive=True,
-                    )
-                    if cfg.allow_custom_models:
-                        with gr.Row():
-                            custom = RawTextbox(
-                                label="Other checkpoint",
-                                placeholder="folder, .safetensors/.pt file, or hub id owner/name",
-                                scale=4,
-                            )
-                            custom_btn = gr.Button("Load", scale=1, min_width=80)
-                model_info = gr.Markdown(val(first[2]), elem_id="model-info")
-                class_dd = RawDropdown(
-                    choices=first[1]["choices"],
-                    value=first[1]["value"],
-                    label="Class",
-                    allow_custom_value=True,
-                    filterable=True,
-                )
-                with gr.Row(equal_height=True):
-                    seed = RawTextbox(
-                        value=DEFAULTS["seed"],
-                        label="Seed",
-                        info="image i uses seed + i",
-                        scale=4,
-                        max_length=40,
-                    )
-                    dice = gr.Button("Random seed", scale=1, min_width=90, size="sm")
-                steps = RawSlider(1, lim.max_steps, value=DEFAULTS["steps"], step=1, label="Steps")
-                sampler = RawRadio(SAMPLER_CHOICES, value=DEFAULTS["sampler"], label="Sampler")
-                schedule = RawRadio(
-                    SCHEDULE_CHOICES,
-                    value=DEFAULTS["schedule"],
-                    label="Step schedule",
-                    info="where Heun's and Euler's steps fall in t; dopri5 picks its own",
-                    elem_id="schedule",
-                )
-                guidance = RawSlider(
-                    0,
-                    min(lim.max_cfg, 10.0),
-                    value=DEFAULTS["guidance"],
-                    step=0.5,
-                    label="Guidance scale",
-                    info="1 = off, higher = more typical of the class",
-                )
-                temperature = RawSlider(
-                    0,
-                    MAX_TEMPERATURE,
-                    value=first[-1],
-                    step=0.01,
-                    label="Noise temperature",
-                    info="scale of the starting noise: below 1 = cleaner, less varied; "
-                    "each model starts at its recommended value",
-                    elem_id="temperature",
-                )
-                images = RawSlider(
-                    1, lim.max_images, value=DEFAULTS["images"], step=1, label="Number of images"
-                )
-                with gr.Row():
-                    generate_btn = gr.Button(
-                        "Generate", variant="primary", elem_id="generate-btn", scale=3
-                    )
-                    stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=70)
-                with gr.Accordion("How sampling works", open=False):
-                    gr.Markdown(text.GENERATE_HELP, elem_classes="help")
-                with gr.Accordion("Share / load settings", open=False):
-                    gr.Markdown(text.SHARE_HELP, elem_classes="help")
-                    settings_code = gr.Code(
-                        value="",
-                        language="json",
-                        label="Settings of the last run (copy to reproduce)",
-                        interactive=False,
-                        lines=9,
-                        buttons=["copy"],
-                    )
-                    share_link = gr.Textbox(
-                        label="Share link",
-                        interactive=False,
-                        buttons=["copy"],
-                        elem_id="share-link",
-                    )
-                    share_query = gr.Textbox(visible=False)
-                    settings_in = RawTextbox(
-                        label="Load settings",
-                        placeholder='{"class": "Smileys & Emotion", "seed": 0, ...} or a share link',
-                        lines=3,
-                        max_length=20000,
-                    )
-                    load_btn = gr.Button("Load settings")
-                    png_in = gr.File(
-                        label="…or drop a PNG made by this app",
-                        file_types=[".png"],
-                        type="filepath",
-                    )
 
-            # ---------------- results ----------------
-            with gr.Column(scale=7, min_width=360):
-                live = gr.Image(
-                    label="Live: x_t (top) and predicted clean image x̂₁ (bottom)",
-                    format="png",
-                    interactive=False,
-                    elem_classes="pixelated",
-                    elem_id="live-image",
-                    height=300,
-                    buttons=["download", "fullscreen"],
-                )
-                gallery = gr.Gallery(
-                    label="Final images (download keeps the settings in the PNG)",
-                    format="png",
-                    columns=4,
-                    height=320,
-                    object_fit="contain",
-                    elem_classes="pixelated",
-                    elem_id="gallery",
-                    buttons=["download", "fullscreen"],
-                )
-                status = gr.Markdown("Press **Generate** to sample images.", elem_id="status")
-                files = gr.File(
-                    label="PNG files with settings metadata",
-                    file_count="multiple",
-                    interactive=False,
-                    height=120,
-                )
+def _layout(explorer: Explorer) -> Page:
+    first = explorer.model_updates(explorer.default_key)  # initial model-dependent values
+    session = gr.State(explorer.new_session())
+    gr.Markdown(text.INTRO, elem_id="header")
+    if explorer.notes:
+        gr.Markdown("\n\n".join(explorer.notes), elem_id="startup-notes")
+    panel = generate.build(explorer, first)
+    with gr.Tabs(selected="trajectory", elem_id="views") as tabs:
+        trajectory_tab = trajectory.build()
+        wavelets_tab = wavelets.build()
+        scans_tab = scans.build(first)
+        branches_tab = branches.build()
+        architecture_tab = architecture.build(first.diagram)
+        evidence_tab = evidence.build(explorer)
+    return Page(
+        session,
+        panel,
+        tabs,
+        trajectory_tab,
+        wavelets_tab,
+        scans_tab,
+        branches_tab,
+        architecture_tab,
+        evidence_tab,
+    )
 
-        # ---------------- views ----------------
-        with gr.Tabs(selected="trajectory", elem_id="views") as tabs:
-            with gr.Tab("Trajectory", id="trajectory"):
-                gr.Markdown(text.TRAJECTORY_HELP, elem_classes="help")
-                traj_step = RawSlider(
-                    0,
-                    20,
-                    value=20,
-                    step=1,
-                    label="Step (drag to scrub through the run)",
-                    elem_id="traj-step",
-                )
-                traj_img = gr.Image(
-                    label="x_t (top) and x̂₁ (bottom) at this step",
-                    format="png",
-                    interactive=False,
-                    elem_classes="pixelated",
-                    height=300,
-                    elem_id="traj-frame",
-                    buttons=["download", "fullscreen"],
-                )
-                traj_caption = gr.Markdown(elem_classes="view-caption")
-                traj_plot = gr.Plot(show_label=False, label="Curves over t")
-                with gr.Row():
-                    gif_btn = gr.Button("Export animated GIF")
-                    npz_btn = gr.Button("Export .npz (arrays)")
-                export_file = gr.File(label="Export", interactive=False, visible=False)
 
-            with gr.Tab("Wavelets", id="wavelets"):
-                gr.Markdown(text.WAVELETS_HELP, elem_classes="help")
-                with gr.Row():
-                    wl_source = RawRadio(
-                        [(v, k) for k, v in wavelets.SOURCES.items()],
-                        value="final",
-                        label="Source",
-                        scale=3,
-                    )
-                    wl_image = RawDropdown([], label="Image", scale=1)
-                with gr.Row():
-                    wl_wave = RawDropdown(
-                        list(wavelets.WAVELETS),
-                        value="haar",
-                        label="Wavelet family",
-                        info="Haar is the model's own transform",
-                        scale=1,
-                    )
-                    wl_step = RawSlider(
-                        0, 20, value=20, step=1, label="Step", scale=2, visible=False
-                    )
-                    wl_block = RawDropdown([], label="Block", scale=1, visible=False)
-                    wl_mode = RawRadio(
-                        [(v, k) for k, v in wavelets.FREQ_MODES.items()],
-                        value="meanabs",
-                        label="Show",
-                        scale=2,
-                        visible=False,
-                    )
-                with gr.Row():
-                    wl_l1 = gr.Image(
-                        label="Level 1: 4 subbands",
-                        show_label=False,
-                        format="png",
-                        interactive=False,
-                        height=460,
-                        buttons=["download", "fullscreen"],
-                    )
-                    wl_l2 = gr.Image(
-                        label="Level 2: 16 packet subbands",
-                        show_label=False,
-                        format="png",
-                        interactive=False,
-                        height=460,
-                        buttons=["download", "fullscreen"],
-                    )
-                wl_caption = gr.Markdown(elem_classes="view-caption")
-                wl_plot = gr.Plot(show_label=False, label="Energy per subband")
+def _on(trigger: Any, handler: Callable[..., Any], outputs: Any, **kwargs: Any) -> Any:
+    """Wire `handler` to `trigger` (a listener such as button.click, or a list of them).
 
-            with gr.Tab("Scan orders", id="scans"):
-                gr.Markdown(text.SCANS_HELP, elem_classes="help")
-                layer_dd = RawDropdown(
-                    first[3]["choices"], value=0, label="Layer", elem_id="scan-layer"
-                )
-                strip = gr.HTML(val(first[4]), elem_classes="diagram")
-                scan_img = gr.Image(
-                    value=val(first[5]),
-                    label="Scan orders of this layer",
-                    format="png",
-                    interactive=False,
-                    height=620,
-                    show_label=False,
-                    buttons=["download", "fullscreen"],
-                )
-                scan_text = gr.Markdown(val(first[6]), elem_id="scan-text")
+    `outputs` is the shape of the handler's result: its components are the event's outputs.
+    """
+    fn = clean_errors(named(handler, outputs))
+    if isinstance(trigger, list):
+        return gr.on(trigger, fn, outputs=components(outputs), **kwargs)
+    return trigger(fn, outputs=components(outputs), **kwargs)
 
-            with gr.Tab("Branches", id="branches"):
-                gr.Markdown(text.BRANCHES_HELP, elem_classes="help")
-                with gr.Row():
-                    br_step = RawDropdown([], label="Step (traced steps)")
-                    br_block = RawDropdown([], label="Block")
-                    br_image = RawDropdown([], label="Image")
-                with gr.Row():
-                    br_imgs = [
-                        gr.Image(
-                            label=branches.TITLES[name],
-                            show_label=False,
-                            format="png",
-                            interactive=False,
-                            height=380,
-                            min_width=150,
-                            buttons=["download", "fullscreen"],
-                        )
-                        for name in branches.BRANCH_OUTPUTS
-                    ]
-                br_caption = gr.Markdown(elem_classes="view-caption")
-                br_plot = gr.Plot(show_label=False, label="Subband energy of each output")
 
-            with gr.Tab("Architecture", id="architecture"):
-                gr.Markdown(text.ARCHITECTURE_HELP, elem_classes="help")
-                diagram = gr.HTML(val(first[7]), elem_classes="diagram")
-                with gr.Row():
-                    jump = {
-                        name: gr.Button(f"Open {label} →", size="sm")
-                        for name, label in (
-                            ("trajectory", "Trajectory"),
-                            ("wavelets", "Wavelets"),
-                            ("scans", "Scan orders"),
-                            ("branches", "Branches"),
-                        )
-                    }
-                gr.Markdown(text.EMOJI_NOTE, elem_classes="help")
-
-            with gr.Tab("Evidence", id="evidence"):
-                gr.Markdown(text.EVIDENCE_HELP, elem_classes="help")
-                if ex.curves is not None:
-                    from .views import evidence
-
-                    gr.Plot(
-                        evidence.curves_figure(ex.curves),
-                        show_label=False,
-                        label="Training and evaluation curves",
-                    )
-                    gr.Markdown(evidence.curves_markdown(ex.curves))
-                elif ex.curves_error:
-                    gr.Markdown(f"⚠️ Ablation curves unavailable: {ex.curves_error}")
-                variants = [k for k in ex.registry.sources if k.startswith("ablation:")]
-                if variants:
-                    gr.Markdown(
-                        f"**Same seed and class with each variant** ({len(variants)} variants; uses the class, seed, steps, sampler, step schedule and guidance set above)."
-                    )
-                    compare_btn = gr.Button("Generate with every variant")
-                    compare_gallery = gr.Gallery(
-                        label="Variants",
-                        format="png",
-                        columns=min(len(variants), 6),
-                        height=240,
-                        object_fit="contain",
-                        elem_classes="pixelated",
-                        elem_id="compare-gallery",
-                    )
-                    compare_table = gr.Markdown(elem_id="compare-table")
-                    compare_plot = gr.Plot(show_label=False, label="Subband energy per variant")
-                if ex.curves is None and not variants:
-                    gr.Markdown(text.EVIDENCE_MISSING, elem_id="evidence-missing")
-
-        # ---------------- wiring ----------------
-        model_outputs = [
-            model_dd,
-            class_dd,
-            model_info,
-            layer_dd,
-            strip,
-            scan_img,
-            scan_text,
-            diagram,
-            temperature,
-        ]
-        controls = [seed, steps, sampler, guidance, images, schedule]
-        demo.load(
-            clean_errors(ex.on_load),
-            inputs=[session],
-            outputs=[session, *model_outputs, *controls],
-            api_name="prefill",
-        )
-        model_dd.input(
-            clean_errors(ex.select_model),
-            inputs=[model_dd, session, class_dd],
-            outputs=[session, *model_outputs],
-            api_name="select_model",
-            concurrency_id="sampling",
-            concurrency_limit=1,
-        )
-        if cfg.allow_custom_models:
-            custom_btn.click(
-                clean_errors(ex.load_custom),
-                inputs=[custom, session, class_dd],
-                outputs=[session, *model_outputs],
-                api_name="load_model",
-                concurrency_id="sampling",
-                concurrency_limit=1,
-            )
-        dice.click(ex.random_seed, outputs=[seed], api_name="random_seed", queue=False)
-        sampler.change(
-            lambda m: (
-                gr.update(value="uniform", interactive=False)
-                if m == "dopri5"
-                else gr.update(interactive=True)
-            ),
-            inputs=[sampler],
-            outputs=[schedule],
-            api_visibility="private",
-            queue=False,
-        )
-
-        gen_event = generate_btn.click(
-            clean_errors(ex.generate),
-            inputs=[
-                session,
-                class_dd,
-                seed,
-                steps,
-                sampler,
-                guidance,
-                images,
-                schedule,
-                temperature,
-            ],
-            outputs=[live, gallery, files, status, settings_code, share_query, session],
-            api_name="generate",
-            scroll_to_output=False,
-            show_progress_on=[live],
-            # A click while the last run is still finishing (its views refresh for ~0.2 s after
-            # the images appear) starts a run once that ends; gradio's default drops it silently.
-            trigger_mode="always_last",
+def _wire_model_events(ex: Explorer, demo: gr.Blocks, page: Page) -> None:
+    """Page load (link settings) and model switches: they reset every model-dependent output."""
+    session, picker = page.session, page.panel.picker
+    settings_change = SettingsChange(session, page.model_outputs, page.control_values)
+    model_change = ModelChange(session, page.model_outputs)
+    _on(demo.load, ex.on_load, settings_change, inputs=[session], api_name="prefill")
+    _on(
+        picker.model.input,
+        ex.select_model,
+        model_change,
+        inputs=[picker.model, session, picker.class_label],
+        api_name="select_model",
+        **SAMPLING,
+    )
+    if ex.config.allow_custom_models:
+        _on(
+            picker.custom_btn.click,
+            ex.load_custom,
+            model_change,
+            inputs=[picker.custom, session, picker.class_label],
+            api_name="load_model",
             **SAMPLING,
         )
-        view_outputs = [
-            traj_step, traj_img, traj_caption, traj_plot, export_file,
-            wl_step, wl_block, wl_image, wl_source, wl_l1, wl_l2, wl_plot, wl_caption,
-            br_step, br_block, br_image, *br_imgs, br_plot, br_caption,
-        ]  # fmt: skip
-        gen_event.success(
-            clean_errors(ex.refresh_views),
-            inputs=[session],
-            outputs=view_outputs,
-            api_name="refresh_views",
-            show_progress="hidden",
-        )
-        gen_event.success(
-            None,
-            inputs=[share_query],
-            outputs=[share_link],
-            js="(q) => q ? window.location.origin + window.location.pathname + q : ''",
-            api_visibility="private",
-        )
-        # Says what a stop leaves behind: the streamed previews had cleared the gallery, while the
-        # tabs keep the last finished run (the session only moves to a run once it completes).
-        stop_btn.click(
-            None,
-            outputs=[status],
-            js=f"() => {json.dumps(text.STOPPED_STATUS)}",
-            cancels=[gen_event],
-            api_visibility="private",
-        )
 
-        traj_step.input(
-            clean_errors(ex.trajectory_view),
-            inputs=[session, traj_step],
-            outputs=[traj_img, traj_caption],
-            api_name="trajectory_view",
-            **VIEW,
-        )
-        for button, handler, name in (
-            (gif_btn, ex.export_gif, "export_gif"),
-            (npz_btn, ex.export_npz, "export_npz"),
-        ):
-            button.click(
-                clean_errors(handler), inputs=[session], outputs=[export_file], api_name=name
-            ).success(
-                lambda: gr.update(visible=True),
-                outputs=[export_file],
-                api_visibility="private",
-                queue=False,
-            )
 
-        wl_inputs = [session, wl_source, wl_step, wl_block, wl_image, wl_wave, wl_mode]
-        gr.on(
-            [
-                wl_source.input,
-                wl_step.input,
-                wl_block.input,
-                wl_image.input,
-                wl_wave.input,
-                wl_mode.input,
-            ],
-            clean_errors(ex.wavelet_view),
-            inputs=wl_inputs,
-            outputs=[wl_l1, wl_l2, wl_plot, wl_caption],
-            api_name="wavelet_view",
-            **VIEW,
-        )
-        wl_source.change(
-            lambda src: [
-                gr.update(visible=src != "final"),
-                gr.update(visible=src == "freq"),
-                gr.update(visible=src == "freq"),
-                gr.update(visible=src != "freq"),
-            ],
-            inputs=[wl_source],
-            outputs=[wl_step, wl_block, wl_mode, wl_wave],
+def _schedule_for_sampler(sampler: str) -> dict:
+    # dopri5 places its own steps: the schedule does not apply
+    if sampler == "dopri5":
+        return gr.update(value="uniform", interactive=False)
+    return gr.update(interactive=True)
+
+
+def _wire_controls(ex: Explorer, page: Page) -> None:
+    s = page.panel.sampling
+    s.dice.click(ex.random_seed, outputs=[s.seed], api_name="random_seed", queue=False)
+    s.sampler.change(
+        _schedule_for_sampler,
+        inputs=[s.sampler],
+        outputs=[s.schedule],
+        api_visibility="private",
+        queue=False,
+    )
+
+
+def _wire_generation(ex: Explorer, page: Page) -> None:
+    """Generate streams previews, then the views reset to the new run; Stop cancels it."""
+    r, share, s = page.panel.results, page.panel.share, page.panel.sampling
+    outputs = GenerateOutputs(
+        live=r.live,
+        gallery=r.gallery,
+        files=r.files,
+        status=r.status,
+        settings_json=share.settings_json,
+        share_query=share.share_query,
+        session=page.session,
+    )
+    gen_event = _on(
+        s.generate_btn.click,
+        ex.generate,
+        outputs,
+        inputs=[
+            page.session,
+            page.panel.picker.class_label,
+            s.seed,
+            s.steps,
+            s.sampler,
+            s.guidance,
+            s.images,
+            s.schedule,
+            s.temperature,
+        ],
+        api_name="generate",
+        scroll_to_output=False,
+        show_progress_on=[r.live],
+        # A click while the last run is still finishing (its views refresh for ~0.2 s after
+        # the images appear) starts a run once that ends; gradio's default drops it silently.
+        trigger_mode="always_last",
+        **SAMPLING,
+    )
+    views = ViewsReset(page.trajectory.reset, page.wavelets.reset, page.branches.reset)
+    _on(
+        gen_event.success,
+        ex.refresh_views,
+        views,
+        inputs=[page.session],
+        api_name="refresh_views",
+        show_progress="hidden",
+    )
+    gen_event.success(
+        None,
+        inputs=[share.share_query],
+        outputs=[share.share_link],
+        js="(q) => q ? window.location.origin + window.location.pathname + q : ''",
+        api_visibility="private",
+    )
+    # Says what a stop leaves behind: the streamed previews had cleared the gallery, while the
+    # tabs keep the last finished run (the session only moves to a run once it completes).
+    s.stop_btn.click(
+        None,
+        outputs=[r.status],
+        js=f"() => {json.dumps(text.STOPPED_STATUS)}",
+        cancels=[gen_event],
+        api_visibility="private",
+    )
+
+
+def _wire_views(ex: Explorer, page: Page) -> None:
+    """Each view redraws from the session's last run when one of its controls moves."""
+    session, traj, wl, br, sc = (
+        page.session,
+        page.trajectory,
+        page.wavelets,
+        page.branches,
+        page.scans,
+    )
+    _on(
+        traj.step.input,
+        ex.trajectory_view,
+        traj.frame,
+        inputs=[session, traj.step],
+        api_name="trajectory_view",
+        **VIEW,
+    )
+    for button, handler, name in (
+        (traj.gif_btn, ex.export_gif, "export_gif"),
+        (traj.npz_btn, ex.export_npz, "export_npz"),
+    ):
+        button.click(
+            clean_errors(handler), inputs=[session], outputs=[traj.export_file], api_name=name
+        ).success(
+            lambda: gr.update(visible=True),
+            outputs=[traj.export_file],
             api_visibility="private",
             queue=False,
         )
-        gr.on(
-            [br_step.input, br_block.input, br_image.input],
-            clean_errors(ex.branches_view),
-            inputs=[session, br_step, br_block, br_image],
-            outputs=[*br_imgs, br_plot, br_caption],
-            api_name="branches_view",
-            **VIEW,
-        )
-        layer_dd.input(
-            clean_errors(ex.scan_view),
-            inputs=[session, layer_dd],
-            outputs=[strip, scan_img, scan_text],
-            api_name="scan_view",
-            **VIEW,
-        )
+    _on(
+        [c.input for c in wl.view_inputs],
+        ex.wavelet_view,
+        wl.panels,
+        inputs=[session, *wl.view_inputs],
+        api_name="wavelet_view",
+        **VIEW,
+    )
+    wl.source.change(
+        wl.controls_for,
+        inputs=[wl.source],
+        outputs=[wl.step, wl.block, wl.mode, wl.wave],
+        api_visibility="private",
+        queue=False,
+    )
+    _on(
+        [c.input for c in br.view_inputs],
+        ex.branches_view,
+        br.panels,
+        inputs=[session, *br.view_inputs],
+        api_name="branches_view",
+        **VIEW,
+    )
+    _on(
+        sc.layer.input,
+        ex.scan_view,
+        sc.panels,
+        inputs=[session, sc.layer],
+        api_name="scan_view",
+        **VIEW,
+    )
 
-        load_btn.click(
-            clean_errors(ex.load_settings),
-            inputs=[session, settings_in],
-            outputs=[session, *model_outputs, *controls],
-            api_name="load_settings",
+
+def _wire_settings(ex: Explorer, page: Page) -> None:
+    """Settings pasted (JSON or a share link) or read from a PNG made by the app."""
+    share = page.panel.share
+    settings_change = SettingsChange(page.session, page.model_outputs, page.control_values)
+    _on(
+        share.load_btn.click,
+        ex.load_settings,
+        settings_change,
+        inputs=[page.session, share.settings_in],
+        api_name="load_settings",
+    )
+    _on(
+        share.png_in.upload,
+        ex.load_png,
+        settings_change,
+        inputs=[page.session, share.png_in],
+        api_name="load_png",
+    )
+
+
+def _wire_tabs(ex: Explorer, page: Page) -> None:
+    for tab_id, button in page.architecture.jump.items():
+        button.click(
+            lambda n=tab_id: gr.Tabs(selected=n),
+            outputs=[page.tabs],
+            api_visibility="private",
+            queue=False,
         )
-        png_in.upload(
-            clean_errors(ex.load_png),
-            inputs=[session, png_in],
-            outputs=[session, *model_outputs, *controls],
-            api_name="load_png",
+    compare = page.evidence.compare
+    if compare is not None:
+        s = page.panel.sampling
+        _on(
+            compare.button.click,
+            ex.compare_variants,
+            compare.outputs,
+            inputs=[
+                page.panel.picker.class_label,
+                s.seed,
+                s.steps,
+                s.sampler,
+                s.guidance,
+                s.schedule,
+            ],
+            api_name="compare_variants",
+            **SAMPLING,
         )
-        for name, button in jump.items():
-            button.click(
-                lambda n=name: gr.Tabs(selected=n),
-                outputs=[tabs],
-                api_visibility="private",
-                queue=False,
-            )
-        if variants:
-            compare_btn.click(
-                clean_errors(ex.compare_variants),
-                inputs=[class_dd, seed, steps, sampler, guidance, schedule],
-                outputs=[compare_gallery, compare_plot, compare_table],
-                api_name="compare_variants",
-                **SAMPLING,
-            )
-    return demo

@@ -1,0 +1,55 @@
+"""Branches tab: the outputs of one block's branches at a traced step, and their spectra."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .. import text
+from ..components import RawDropdown
+from ..results import BranchesReset, BranchPanels
+from ..views import branches as view
+
+
+@dataclass(frozen=True)
+class BranchesTab:
+    step: RawDropdown
+    block: RawDropdown
+    image: RawDropdown
+    panels: BranchPanels  # of components: one image per view.BRANCH_OUTPUTS
+
+    @property
+    def view_inputs(self) -> list:
+        """The branches_view inputs after the session, in its API order."""
+        return [self.step, self.block, self.image]
+
+    @property
+    def reset(self) -> BranchesReset:
+        """What a new run resets (the shape of ViewsReset.branches)."""
+        return BranchesReset(self.step, self.block, self.image, self.panels)
+
+
+def build() -> BranchesTab:
+    with gr.Tab("Branches", id="branches"):
+        gr.Markdown(text.BRANCHES_HELP, elem_classes="help")
+        with gr.Row():
+            step = RawDropdown([], label="Step (traced steps)")
+            block = RawDropdown([], label="Block")
+            image = RawDropdown([], label="Image")
+        with gr.Row():
+            images = [
+                gr.Image(
+                    label=view.TITLES[name],
+                    show_label=False,
+                    format="png",
+                    interactive=False,
+                    height=380,
+                    min_width=150,
+                    buttons=["download", "fullscreen"],
+                )
+                for name in view.BRANCH_OUTPUTS
+            ]
+        caption = gr.Markdown(elem_classes="view-caption")
+        plot = gr.Plot(show_label=False, label="Subband energy of each output")
+    return BranchesTab(step, block, image, BranchPanels(images, plot, caption))
