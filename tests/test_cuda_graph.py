@@ -25,20 +25,15 @@ def test_cpu_falls_back_to_the_eager_function(caplog: pytest.LogCaptureFixture):
 
 
 def test_capture_error_falls_back(monkeypatch: pytest.MonkeyPatch, caplog):
-    # pretend the device check passed: the capture itself then fails (no CUDA here, or, on a
-    # GPU, a function that syncs with the host), and the wrapper must still hand back fn
+    # pretend the device check passed: building the buffers / capturing then fails (no CUDA in
+    # this build; on a GPU, e.g. a function that syncs with the host), and fn must come back
     x = torch.randn(2, 3)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.Tensor, "device", property(lambda self: torch.device("cuda")))
-
-    def boom(*a, **k):
-        raise RuntimeError("operation not permitted when stream is capturing")
-
-    monkeypatch.setattr(GraphedVelocity, "_capture", boom)
     with caplog.at_level(logging.INFO, logger="dimsum.flow.cuda_graph"):
         fn = graph_velocity(velocity, x)
     assert fn is velocity
-    assert "capture failed" in caplog.text and "stream is capturing" in caplog.text
+    assert "capture failed" in caplog.text
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
