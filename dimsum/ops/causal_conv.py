@@ -5,7 +5,8 @@
 The same as ``nn.Conv1d(d, d, K, groups=d, padding=K - 1)`` on x^T truncated to L outputs, but
 computed on token rows, so x can stay a view of the in_proj output (no transposing copies).
 ``causal_conv1d_tokens_ref`` is plain PyTorch (autograd, any device); the C++ extension's
-``conv_tokens`` does the conv and the SiLU in one pass when no gradient is needed.
+``conv_tokens`` (CPU) and the Triton kernel in :mod:`.causal_conv_triton` (CUDA) do the conv and
+the SiLU in one pass when no gradient is needed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .selective_scan import use_cpp_inference_kernel
+from .selective_scan import _resolve, triton_usable, use_cpp_inference_kernel
 
 __all__ = ["causal_conv1d_tokens", "causal_conv1d_tokens_ref"]
 
@@ -42,7 +43,8 @@ def causal_conv1d_tokens(
     """Causal depthwise conv (+ SiLU if ``silu``) on token rows; see the module docstring.
 
     Runs the C++ kernel for float32 CPU inputs that need no gradient when the selective-scan
-    implementation resolves to ``cpp`` (``impl`` / ``$DIMSUM_SCAN_IMPL``), else the reference.
+    implementation resolves to ``cpp`` (``impl`` / ``$DIMSUM_SCAN_IMPL``), the Triton kernel when
+    it resolves to ``triton`` and no gradient is needed, else the reference (which has autograd).
     """
     if (
         use_cpp_inference_kernel(impl, x, weight, bias)
@@ -51,4 +53,19 @@ def causal_conv1d_tokens(
         and x.stride(-1) == 1
     ):
         return torch.ops.dimsum_scan.conv_tokens(x, weight, bias, silu)
+    if _use_triton_conv(impl, x, weight, bias):
+        from .causal_conv_triton import causal_conv1d_tokens_triton
+
+        return causal_conv1d_tokens_triton(x, weight, bias, silu=silu)
     return causal_conv1d_tokens_ref(x, weight, bias, silu=silu)
+
+
+def _use_triton_conv(impl: str | None, x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
+    """Triton conv: the scan resolves to ``triton`` here and autograd would record nothing (the
+    kernel has no backward; training takes the reference)."""
+    if x.dim() != 3 or x.stride(-1) != 1 or _resolve(impl, x.device) != "triton":
+        return False
+    if not triton_usable(x.device):
+        return False
+    tensors = (x, weight, bias)
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))

@@ -14,14 +14,18 @@ Implementations (``DIMSUM_SCAN_IMPL`` or the ``impl=`` keyword picks one, defaul
 * ``ref``: :func:`selective_scan_ref`, a readable sequential loop, plain autograd.
 * ``chunked``: pure PyTorch, chunked ``exp(segsum)`` scan with a custom backward; any device.
 * ``cpp``: JIT-compiled C++/OpenMP CPU kernels (built once, cached), CPU only.
+* ``triton``: Triton kernels (:mod:`.selective_scan_triton`), forward and backward, CUDA
+  tensors (CPU tensors only under ``TRITON_INTERPRET=1``, for tests); no grouped B/C.
 * ``cuda``: ``mamba_ssm``'s CUDA kernel, CUDA tensors only, used if it imports and passes a
   smoke test.
-* ``auto``: CPU -> ``cpp`` if it builds, else ``chunked``; CUDA -> ``cuda`` if usable, else
-  ``chunked``.
+* ``auto``: CPU -> ``cpp`` if it builds, else ``chunked``; CUDA -> ``triton`` if triton imports,
+  else ``cuda`` if usable, else ``chunked`` (grouped B/C, which the Triton kernel lacks, takes
+  ``cuda`` / ``chunked``). Triton comes before mamba-ssm: it ships with CUDA builds of torch,
+  needs no nvcc build and runs on every arch torch does; mamba-ssm is used when asked for by name.
 
 :func:`selective_scan_tokens` is the same scan in the model's token-major layout (batch, L, dim);
-it serves no-grad CPU calls with the C++ token-major kernel and transposes into
-:func:`selective_scan_fn` otherwise.
+it serves no-grad CPU calls with the C++ token-major kernel, passes transposed views (no copies)
+to the Triton kernel, and transposes into :func:`selective_scan_fn` otherwise.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCAN_IMPLS = ("auto", "ref", "chunked", "cpp", "cuda")
+SCAN_IMPLS = ("auto", "ref", "chunked", "cpp", "triton", "cuda")
 _ENV = "DIMSUM_SCAN_IMPL"
 
 
@@ -140,6 +144,34 @@ def _mamba_fn() -> Callable | None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Triton kernels (optional): imported on first use, so CPU-only processes never load triton and
+# tests can set TRITON_INTERPRET before the kernels are decorated.
+# ------------------------------------------------------------------------------------------------
+_triton_state: dict[str, object] = {"mod": None, "ok": None}
+
+
+def _triton_mod():
+    """dimsum.ops.selective_scan_triton if triton imports, else None (checked once)."""
+    with _mamba_lock:
+        if _triton_state["ok"] is None:
+            try:
+                from . import selective_scan_triton
+
+                _triton_state["mod"], _triton_state["ok"] = selective_scan_triton, True
+            except Exception as e:  # ImportError, or a triton too old for the kernels
+                _triton_state["ok"] = False
+                log.info("dimsum: Triton selective scan unavailable (%s)", e)
+        return _triton_state["mod"]
+
+
+def triton_usable(device: torch.device) -> bool:
+    """Whether the Triton kernels can run on tensors of ``device``: CUDA with triton, or any
+    device under the interpreter."""
+    mod = _triton_mod()
+    return mod is not None and (device.type == "cuda" or mod.interpreting())
+
+
+# ------------------------------------------------------------------------------------------------
 # Dispatch
 # ------------------------------------------------------------------------------------------------
 def available_scan_impls() -> list[str]:
@@ -150,18 +182,22 @@ def available_scan_impls() -> list[str]:
     impls = ["ref", "chunked"]
     if cpp_available():
         impls.append("cpp")
+    if triton_usable(torch.device("cuda" if torch.cuda.is_available() else "cpu")):
+        impls.append("triton")
     if _mamba_fn() is not None:
         impls.append("cuda")
     return impls
 
 
-def _resolve(impl: str | None, device: torch.device) -> str:
+def _resolve(impl: str | None, device: torch.device, grouped: bool = False) -> str:
     name = (impl or os.environ.get(_ENV) or "auto").strip().lower()
     if name not in SCAN_IMPLS:
         raise ValueError(f"unknown selective-scan impl {name!r}; expected one of {SCAN_IMPLS}")
     if name != "auto":
         return name
     if device.type == "cuda":
+        if not grouped and triton_usable(device):
+            return "triton"
         return "cuda" if _mamba_fn() is not None else "chunked"
     if device.type == "cpu" and cpp_available():
         return "cpp"
@@ -187,7 +223,7 @@ def selective_scan_fn(
     ``impl`` (keyword only) overrides ``$DIMSUM_SCAN_IMPL``; a forced implementation that cannot
     run here raises instead of silently falling back.
     """
-    name = _resolve(impl, u.device)
+    name = _resolve(impl, u.device, grouped=B.dim() == 4)
     if name == "ref":
         return selective_scan_ref(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
@@ -198,6 +234,13 @@ def selective_scan_fn(
         )
     if name == "cpp":
         return selective_scan_cpp(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
+        )
+    if name == "triton":
+        mod = _triton_mod()
+        if mod is None:
+            raise RuntimeError("impl='triton' but triton does not import")
+        return mod.selective_scan_triton(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state
         )
     # name == "cuda"
@@ -217,6 +260,10 @@ def use_cpp_inference_kernel(impl: str | None, *tensors: Tensor | None) -> bool:
     if _resolve(impl, device) != "cpp" or device.type != "cpu":
         return False
     return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+
+
+def _transposed(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x.transpose(1, 2)
 
 
 def selective_scan_tokens(
@@ -250,6 +297,16 @@ def selective_scan_tokens(
         and all(t.stride(-1) == 1 for t in (u, delta, B, C) + ((z,) if z is not None else ()))
     ):
         return torch.ops.dimsum_scan.fwd_tokens(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    t = _transposed  # views, no copies
+    if B.dim() == 3 and _resolve(impl, u.device) == "triton":
+        # the kernel reads the transposed views in place and writes (batch, L, dim) memory
+        mod = _triton_mod()
+        if mod is None:
+            raise RuntimeError("impl='triton' but triton does not import")
+        y = mod.selective_scan_triton(
+            t(u), t(delta), A, t(B), t(C), D, t(z), delta_bias, delta_softplus
+        )
+        return y.transpose(1, 2)
     y = selective_scan_fn(
         u.transpose(1, 2),
         delta.transpose(1, 2),
