@@ -252,13 +252,48 @@ class Explorer:
             schedule=v.get("schedule", gr.skip()),
         )
 
-    def select_model(self, key: Any, session: SessionState, class_value: Any) -> ModelChange:
+    def select_model(
+        self,
+        key: Any,
+        session: SessionState,
+        class_value: Any,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 - download bars
+    ) -> ModelChange:
+        """Switch the session's model. A model that cannot be loaded (offline, missing files)
+        leaves the session on its current model: one warning, every control usable."""
         if not isinstance(key, str) or key not in self.registry.sources:
             raise InputError(f"model={str(key)[:60]!r}: unknown model; pick one from the list")
+        source = self.registry.sources[key]
         if not self.registry.loaded(key):
-            gr.Info("Loading the model…")
-        updates = self.model_updates(key, class_value)  # loads it (or raises a clean error)
+            progress(
+                0, desc=f"Loading {source.label}" + (f" ({source.note})" if source.note else "")
+            )
+        try:
+            updates = self.model_updates(key, class_value)  # loads it (downloads once if online)
+        except ModelUnavailable as err:
+            gr.Warning(str(err))
+            return ModelChange(session=session, model=self.model_updates(session.model_key))
         return ModelChange(session=replace(session, model_key=key), model=updates)
+
+    @staticmethod
+    def expected_wait(pipe: DiMSUMPipeline, req: Request) -> str | None:
+        """'About N s on the CPU' before a run that will take long (the 460M model on a CPU),
+        from the evaluation timed at load; None for quick runs."""
+        per_eval = getattr(pipe, "seconds_per_evaluation", None)
+        if not per_eval:
+            return None
+        evals = req.num_steps * (2 if req.method == "heun" else 1) + 1
+        batches = -(-len(req.seeds) // 4)  # timed: 4 images (batch 8)
+        seconds = evals * batches * per_eval * (1 if req.guidance_scale != 1 else 0.5)
+        if seconds < 10:
+            return None
+        where = "GPU" if pipe.device.type == "cuda" else "CPU"
+        text = (
+            f"This run takes about {seconds:.0f} s on the {where} ({evals} network evaluations "
+            f"of {per_eval:.1f} s); Stop ends it at the next step."
+        )
+        gr.Info(text)
+        return text
 
     def load_custom(self, spec: Any, session: SessionState, class_value: Any) -> ModelChange:
         source = self.registry.add_custom(spec)
@@ -339,7 +374,7 @@ class Explorer:
         skip = gr.skip()
         out = None
         started = time.perf_counter()
-        progress(0, desc="Waiting for the model…")
+        progress(0, desc=self.expected_wait(pipe, gen.request) or "Waiting for the model…")
         for event in gpu_stream(self.source, key, gen.request):
             if isinstance(event, Preview):
                 progress(
