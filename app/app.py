@@ -47,12 +47,15 @@ from app.explorer import Explorer  # noqa: E402
 from app.sampling import configure_compute  # noqa: E402
 from app.theme import CSS, make_theme  # noqa: E402
 from app.ui import build_ui  # noqa: E402
+from dimsum.ops.selective_scan_cpu import prepare_cpu_kernels  # noqa: E402
 from dimsum.runtime import keep_freed_memory  # noqa: E402
 
 
 def build_demo(config: AppConfig) -> gr.Blocks:
     """The queued Blocks app for a config (tests and benchmarks call this directly)."""
     configure_compute(config.threads)
+    if config.device == "cpu":  # compile now (first start), before the page serves any click
+        prepare_cpu_kernels(logging.getLogger("app").warning)
     explorer = Explorer(config)
     demo = build_ui(explorer)
     demo.dimsum_explorer = explorer  # type: ignore[attr-defined] - for tests and benchmarks

@@ -27,6 +27,8 @@ import os
 import platform
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,6 +39,7 @@ __all__ = [
     "cpp_available",
     "cpp_build_dir",
     "load_cpp_extension",
+    "prepare_cpu_kernels",
     "selective_scan_chunked",
     "selective_scan_cpp",
 ]
@@ -144,6 +147,23 @@ def load_cpp_extension(verbose: bool = False) -> bool:
             )
             log.debug("dimsum: full extension build error", exc_info=e)
         return bool(_ext_state["ok"])
+
+
+def prepare_cpu_kernels(announce: Callable[[str], None]) -> bool:
+    """Load the C++ kernels now, saying so first when they must be compiled (the first run on a
+    machine, ~30-60 s), so the build happens at a moment the user is told about, never silently
+    inside the first sampling step. Returns whether they are available."""
+    if _ext_state["ok"] is None and not (cpp_build_dir() / f"{_EXT_NAME}.so").exists():
+        announce(
+            "dimsum: compiling the C++ CPU kernels (first run on this machine only, "
+            "about a minute)..."
+        )
+        start = time.perf_counter()
+        ok = load_cpp_extension()
+        announce(f"dimsum: C++ CPU kernels {'ready' if ok else 'unavailable'} "
+                 f"after {time.perf_counter() - start:.0f} s")  # fmt: skip
+        return ok
+    return load_cpp_extension()
 
 
 def cpp_available() -> bool:
