@@ -19,7 +19,8 @@ import gradio as gr
 import numpy as np
 import torch
 
-from dimsum.pipeline import DiMSUMPipeline, read_png_settings, save_png
+from dimsum.io import read_png_settings, save_png
+from dimsum.pipeline import DiMSUMPipeline
 from dimsum.validation import MAX_SEED, SAMPLERS, InputError, check_choice, check_float, check_int
 
 from . import share

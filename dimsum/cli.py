@@ -33,7 +33,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from .pipeline import DiMSUMPipeline, VAEUnavailableError, image_grid, save_png
+    from .io import image_grid, save_png
+    from .pipeline import DiMSUMPipeline, VAEUnavailableError
 
     try:
         pipe = DiMSUMPipeline.from_pretrained(a.checkpoint, device=a.device, vae=a.vae)
@@ -179,7 +180,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 def _write_report(report: dict, path: str | None) -> int:
     """Print the report as JSON and write it to `path` (atomically) when given."""
-    from .checkpoints import atomic_write
+    from .io import atomic_write
 
     text = json.dumps(report, indent=2)
     if path:

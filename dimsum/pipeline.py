@@ -11,7 +11,6 @@ Each sample's noise comes from its own seed (a CPU generator), so an image depen
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from . import __version__
 from .config import MAX_TEMPERATURE
@@ -349,56 +348,3 @@ class DiMSUMPipeline:
         if method == "dopri5":
             return torch.linspace(0, 1, num_steps).tolist()
         return time_grid(num_steps, schedule, path)
-
-
-# ---- saving images with their settings (SPEC section 9) -------------------------------------
-def png_metadata(settings: dict[str, Any], index: int | None = None) -> PngImagePlugin.PngInfo:
-    """PNG text chunks: the settings that reproduce the image, and an AI-generated marker."""
-    info = PngImagePlugin.PngInfo()
-    s = dict(settings)
-    if index is not None:
-        s = {**s, "index": index}
-    info.add_text("dimsum:settings", json.dumps(s, sort_keys=True))
-    info.add_text("AI-generated", "true")
-    info.add_text("Software", str(settings.get("software", f"dimsum {__version__}")))
-    info.add_text("Description", "AI-generated image (DiMSUM diffusion model)")
-    return info
-
-
-def save_png(
-    image: Image.Image | np.ndarray,
-    path: str | Path,
-    settings: dict[str, Any],
-    index: int | None = None,
-) -> Path:
-    """Save a PNG carrying its generation settings; written atomically."""
-    from .checkpoints import atomic_write
-
-    img = Image.fromarray(image) if isinstance(image, np.ndarray) else image
-    return atomic_write(
-        path, lambda p: img.save(p, format="PNG", pnginfo=png_metadata(settings, index))
-    )
-
-
-def read_png_settings(path: str | Path) -> dict[str, Any]:
-    """The settings a saved PNG carries (raises InputError when it has none)."""
-    with Image.open(path) as im:
-        text = im.text.get("dimsum:settings") if hasattr(im, "text") else None
-    if not text:
-        raise InputError(f"{str(path)!r} carries no dimsum settings")
-    return json.loads(text)
-
-
-def image_grid(array: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> one grid image (white padding)."""
-    n, h, w, _ = array.shape
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-    for i, im in enumerate(array):
-        r, c = divmod(i, cols)
-        grid[
-            pad + r * (h + pad) : pad + r * (h + pad) + h,
-            pad + c * (w + pad) : pad + c * (w + pad) + w,
-        ] = im
-    return grid

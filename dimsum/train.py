@@ -35,9 +35,10 @@ import torch
 from torch import nn
 
 from . import distributed as D
-from .checkpoints import CheckpointError, atomic_write, save_pretrained
+from .checkpoints import CheckpointError, save_pretrained
 from .config import MAX_TEMPERATURE, DiMSUMConfig, get_preset
 from .flow import flow_matching_loss, sample_time
+from .io import atomic_write
 from .models import DiMSUM
 from .validation import check_float
 
@@ -441,7 +442,8 @@ def train(tc: TrainConfig) -> dict[str, Any]:
 @torch.no_grad()
 def sample_grid(model: DiMSUM, path: Path, per_class: int = 2, steps: int = 20) -> Path:
     """One row of `per_class` samples per class, Heun, guidance 4 (progress check)."""
-    from .pipeline import DiMSUMPipeline, image_grid, save_png
+    from .io import image_grid, save_png
+    from .pipeline import DiMSUMPipeline
 
     was_training = model.training
     pipe = DiMSUMPipeline(model.eval())

@@ -12,6 +12,7 @@ from typing import Any
 
 SAMPLERS = ("dopri5", "heun", "euler")
 PATHS = ("gvp", "linear")
+SCHEDULES = ("uniform", "karras")  # step times of the fixed-step samplers
 MAX_SEED = 2**63 - 1
 
 

@@ -17,7 +17,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from dimsum.pipeline import read_png_settings  # noqa: E402
+from dimsum.io import read_png_settings  # noqa: E402
 
 ENDPOINTS = {
     "/prefill",
