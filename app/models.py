@@ -234,7 +234,7 @@ class ModelRegistry:
     def _load(self, source: ModelSource) -> DiMSUMPipeline:
         cfg = self.config
         if source.key == DEMO_KEY:
-            return DiMSUMPipeline(random_demo_model(), limits=cfg.limits, name="emoji-XS-random")
+            return DiMSUMPipeline(random_demo_model(), name="emoji-XS-random")
         if source.spec.count("/") == 1 and not Path(source.spec).exists() and not cfg.online:
             # Offline: only a hub download already in the local cache can work.
             hint = (
@@ -246,7 +246,7 @@ class ModelRegistry:
             hint = ""
         try:
             pipe = DiMSUMPipeline.from_pretrained(
-                source.spec, device=cfg.device, vae=cfg.vae, limits=cfg.limits
+                source.spec, device=cfg.device, vae=cfg.vae
             )
         except VAEUnavailableError as err:
             raise ModelUnavailable(f"{source.label}: the weights loaded but {err}") from None

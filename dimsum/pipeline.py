@@ -25,13 +25,13 @@ from . import __version__
 from .config import MAX_TEMPERATURE
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .models import DiMSUM
+from .settings import DEFAULTS, MAX_GUIDANCE, MAX_STEPS, SamplingSettings
 from .tracing import FeatureRecorder, trace_features
 from .validation import (
     MAX_SEED,
     PATHS,
     SAMPLERS,
     InputError,
-    Limits,
     check_choice,
     check_float,
     check_int,
@@ -80,7 +80,7 @@ class PipelineOutput:
 
     images: list[Image.Image]
     array: np.ndarray  # (N, H, W, 3) uint8
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # SamplingSettings.to_dict() + class_names, software, nfe
     trajectory: Trajectory | None = None
     previews_xt: np.ndarray | None = None  # (S, N, H, W, 3) uint8: x_t as RGB per recorded step
     previews_x1: np.ndarray | None = None  # (S, N, H, W, 3) uint8: clean-sample prediction
@@ -96,12 +96,10 @@ class DiMSUMPipeline:
         model: DiMSUM,
         vae: torch.nn.Module | None = None,
         *,
-        limits: Limits | None = None,
         name: str | None = None,
     ) -> None:
         self.model = model.eval()
         self.vae = vae
-        self.limits = limits or Limits()
         self.name = name or model.config.name or "dimsum"
 
     @classmethod
@@ -173,7 +171,8 @@ class DiMSUMPipeline:
         method: Any,
         path: Any,
     ) -> tuple[list[int], list[int], float, int, str, str]:
-        lim = self.limits
+        """Checked (classes, seeds, guidance, steps, method, path): types and ranges only (a
+        server's quota is its own: `dimsum.validation.Limits`)."""
         seeds_list = [seeds] if isinstance(seeds, (int, str, float)) else list(seeds)
         seeds_list = [check_int("seed", s, 0, MAX_SEED) for s in seeds_list]
         cls_list = resolve_classes(classes, self.config.num_classes, self.config.class_names)
@@ -185,20 +184,11 @@ class DiMSUMPipeline:
             raise InputError(
                 f"classes ({len(cls_list)}) and seeds ({len(seeds_list)}) must have the same length (or one of them length 1)"
             )
-        check_int("number of images", len(seeds_list), 1, lim.max_images)
         method = check_choice("method", method, SAMPLERS)
         path = check_choice("path", path, PATHS)
         lo_steps = 2 if method == "dopri5" else 1
-        num_steps = check_int("num_steps", num_steps, lo_steps, lim.max_steps)
-        guidance_scale = check_float("guidance_scale", guidance_scale, 0.0, lim.max_cfg)
-        nfe = num_steps * (2 if method == "heun" else 1) * (2 if guidance_scale != 1 else 1)
-        work = len(seeds_list) * nfe * self.config.num_tokens
-        if method != "dopri5" and work > lim.max_work:
-            raise InputError(
-                f"request too large: {len(seeds_list)} images x {nfe} evaluations x "
-                f"{self.config.num_tokens} tokens exceeds the limit {lim.max_work:.0f}; "
-                f"use fewer images or steps"
-            )
+        num_steps = check_int("num_steps", num_steps, lo_steps, MAX_STEPS)
+        guidance_scale = check_float("guidance_scale", guidance_scale, 0.0, MAX_GUIDANCE)
         return cls_list, seeds_list, guidance_scale, num_steps, method, path
 
     # ---- generation -----------------------------------------------------------------------
@@ -208,12 +198,12 @@ class DiMSUMPipeline:
         classes: Any,
         seeds: Any,
         *,
-        guidance_scale: float = 4.0,
-        num_steps: int = 20,
-        method: str = "heun",
-        path: str = "gvp",
-        schedule: str = "uniform",
-        temperature: float | None = None,
+        guidance_scale: float = DEFAULTS.guidance_scale,
+        num_steps: int = DEFAULTS.steps,
+        method: str = DEFAULTS.sampler,
+        path: str = DEFAULTS.path,
+        schedule: str = DEFAULTS.schedule,
+        temperature: float | None = DEFAULTS.temperature,
         return_trajectory: bool = True,
         trace_steps: Sequence[int] | None = None,
         trace_blocks: Sequence[int] | None = None,
@@ -221,7 +211,8 @@ class DiMSUMPipeline:
         trace_dtype: torch.dtype = torch.float16,
         callback: Callable[[StepRecord], bool | None] | None = None,
     ) -> PipelineOutput:
-        """Generate one image per (class, seed).
+        """Generate one image per (class, seed); `pipe(s.classes, s.seeds, **s.pipeline_kwargs())`
+        runs a `SamplingSettings` s.
 
         schedule: the step times of heun / euler: ``"uniform"`` (default) or ``"karras"``
             (short steps at both ends, closer to the exact ODE solution at few steps; see
@@ -292,10 +283,9 @@ class DiMSUMPipeline:
         traj = result if isinstance(result, Trajectory) else None
         array = self.decode(traj.final if traj is not None else result)
         seconds = time.perf_counter() - start
-        settings = dict(
+        sampling = SamplingSettings(
             model=self.name,
             classes=classes_l,
-            class_names=[self.class_name(c) for c in classes_l],
             seeds=seeds_l,
             steps=num_steps,
             sampler=method,
@@ -303,6 +293,10 @@ class DiMSUMPipeline:
             path=path,
             guidance_scale=cfg,
             temperature=temperature,
+        )
+        # The settings schema, plus provenance that `SamplingSettings.from_dict` does not need.
+        settings = sampling.to_dict() | dict(
+            class_names=[self.class_name(c) for c in classes_l],
             software=f"dimsum {__version__}",
             nfe=traj.nfe if traj is not None else calls,
         )

@@ -317,7 +317,7 @@ def train(tc: TrainConfig) -> dict[str, Any]:
     log_path = out / "log.jsonl"
     evaluator = None
     if tc.eval_every and info.is_main:
-        from .evaluate import Evaluator
+        from .eval.evaluate import Evaluator
 
         evaluator = Evaluator(
             num_samples=tc.eval_samples, classifier=tc.eval_classifier, data=tc.data, device=dev
@@ -405,12 +405,9 @@ def train(tc: TrainConfig) -> dict[str, Any]:
             final = step == tc.steps or (stopping and not graceful.requested)  # a signal: no eval
             if evaluator is not None and (step % tc.eval_every == 0 or final):
                 from .pipeline import DiMSUMPipeline
-                from .validation import Limits
 
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
-                    pipe = DiMSUMPipeline(
-                        ema, limits=Limits(max_images=1024, max_work=float("inf"))
-                    )
+                    pipe = DiMSUMPipeline(ema)
                     res = evaluator(pipe, batch_size=512 if dev.type == "cuda" else 64)
                 res.update(step=step, seconds=round(wall + time.perf_counter() - t0, 1))
                 with open(out / "eval.jsonl", "a") as f:
