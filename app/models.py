@@ -245,9 +245,7 @@ class ModelRegistry:
         else:
             hint = ""
         try:
-            pipe = DiMSUMPipeline.from_pretrained(
-                source.spec, device=cfg.device, vae=cfg.vae
-            )
+            pipe = DiMSUMPipeline.from_pretrained(source.spec, device=cfg.device, vae=cfg.vae)
         except VAEUnavailableError as err:
             raise ModelUnavailable(f"{source.label}: the weights loaded but {err}") from None
         except CheckpointError as err:

@@ -214,7 +214,16 @@ def cmd_train_classifier(a: argparse.Namespace) -> int:
 
     print(
         json.dumps(
-            train_and_save_classifier(a.out, steps=a.steps, data=a.data, seed=a.seed), indent=2
+            train_and_save_classifier(
+                a.out,
+                steps=a.steps,
+                batch_size=a.batch_size,
+                lr=a.lr,
+                data=a.data,
+                seed=a.seed,
+                device=a.device,
+            ),
+            indent=2,
         )
     )
     return 0
@@ -408,7 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("train-classifier", help="train the FD-emoji feature classifier")
     c.add_argument("--out", default=str(Path(DEFAULT_CHECKPOINT) / "feature_classifier"))
-    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--steps", type=int, default=1500)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=2e-3)
+    c.add_argument("--device", default="cpu")
     c.add_argument("--data", default=None)
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(fn=cmd_train_classifier)
