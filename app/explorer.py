@@ -19,7 +19,10 @@ import gradio as gr
 import numpy as np
 import torch
 
-from dimsum.pipeline import DiMSUMPipeline, read_png_settings, save_png
+from dimsum.io import read_png_settings, save_png
+from dimsum.pipeline import DiMSUMPipeline
+from dimsum.settings import DEFAULTS as SAMPLING_DEFAULTS
+from dimsum.settings import SamplingSettings
 from dimsum.validation import MAX_SEED, SAMPLERS, InputError, check_choice, check_float, check_int
 
 from . import share
@@ -52,13 +55,14 @@ from .sampling import Done, Preview, Request, gpu_generate, gpu_stream, register
 from .state import RunExpired, RunRecord, RunStore, SessionState, build_record, plan_trace
 from .views import architecture, branches, evidence, scans, trajectory, wavelets
 
+# The controls' initial values: the library's sampling defaults, and four images.
 DEFAULTS = {
-    "steps": 20,
-    "sampler": "heun",
-    "guidance": 4.0,
+    "steps": SAMPLING_DEFAULTS.steps,
+    "sampler": SAMPLING_DEFAULTS.sampler,
+    "guidance": SAMPLING_DEFAULTS.guidance_scale,
     "images": 4,
-    "seed": "0",
-    "schedule": "uniform",
+    "seed": str(SAMPLING_DEFAULTS.seeds[0]),
+    "schedule": SAMPLING_DEFAULTS.schedule,
 }
 SAMPLER_CHOICES = [
     ("Heun (2 evaluations / step)", "heun"),
@@ -154,7 +158,7 @@ class Explorer:
         temperature: Any = None,
     ) -> Generation:
         """temperature: initial-noise scale; None = the model's recommended one."""
-        lim = pipe.limits
+        lim = self.config.limits  # the server's quota; the pipeline checks types and ranges
         n = check_int("number of images", images, 1, lim.max_images)
         method = check_choice("sampler", sampler, SAMPLERS)
         schedule_ = pipe.resolve_schedule(method, schedule)
@@ -164,7 +168,8 @@ class Explorer:
         seed_ = _seed(seed, n)
         cls = resolve_class(pipe, class_value)
         seeds = [seed_ + i for i in range(n)]
-        pipe.validate([cls], seeds, cfg, num_steps, method, "gvp")  # the work limit
+        lim.check_work(n, num_steps, method, cfg, pipe.config.num_tokens)
+        pipe.validate([cls], seeds, cfg, num_steps, method, "gvp")
         records = num_steps if method == "dopri5" else num_steps + 1
         cfg_m = pipe.config
         steps_, blocks_ = plan_trace(records, n, cfg_m.num_tokens, cfg_m.hidden_size, cfg_m.depth)
@@ -439,30 +444,24 @@ class Explorer:
         captions = [(p, f"seed {s}") for p, s in zip(paths, gen.request.seeds, strict=True)]
         last = record.num_steps - 1
         final = trajectory.live_frame(record.previews_xt[last], record.previews_x1[last])
-        settings_text = share.settings_json(
-            key,
-            pipe.name,
-            gen.class_label,
-            gen.seed,
-            gen.request.num_steps,
-            gen.request.method,
-            gen.request.guidance_scale,
-            gen.num_images,
-            gen.request.schedule,
-            temp,
+        sampling = SamplingSettings(
+            model=key,
+            classes=[gen.class_label],
+            seeds=gen.request.seeds,
+            steps=gen.request.num_steps,
+            sampler=gen.request.method,
+            schedule=gen.request.schedule,
+            guidance_scale=gen.request.guidance_scale,
+            temperature=temp,
         )
+        settings_text = share.settings_json(sampling)
+        # A link leaves out the server's default model and the model's own temperature.
         query = share.query_string(
-            key,
-            self.default_key,
-            gen.class_label,
-            gen.seed,
-            gen.request.num_steps,
-            gen.request.method,
-            gen.request.guidance_scale,
-            gen.num_images,
-            gen.request.schedule,
-            # the model's own temperature stays out of the link, so links read as before
-            None if temp == pipe.config.sampling_temperature else temp,
+            replace(
+                sampling,
+                model=None if key == self.default_key else key,
+                temperature=None if temp == pipe.config.sampling_temperature else temp,
+            )
         )
         yield GenerateOutputs(
             live=final,

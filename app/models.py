@@ -261,7 +261,7 @@ class ModelRegistry:
     def _load(self, source: ModelSource) -> DiMSUMPipeline:
         cfg = self.config
         if source.key == DEMO_KEY:
-            return DiMSUMPipeline(random_demo_model(), limits=cfg.limits, name="emoji-XS-random")
+            return DiMSUMPipeline(random_demo_model(), name="emoji-XS-random")
         if _is_hub_id(source.spec) and not cfg.online and not _in_hub_cache(source.spec):
             raise ModelUnavailable(offline_message(source))
         try:
@@ -290,7 +290,6 @@ class ModelRegistry:
         pipe = DiMSUMPipeline(
             model,
             vae,
-            limits=cfg.limits,
             name=model.config.name or Path(source.spec).name,
             autocast=autocast_dtype(cfg.precision, cfg.device),
         )

@@ -1,44 +1,21 @@
 """Shareable settings: the JSON that reproduces a run, URL query parameters, PNG metadata.
 
-All three map onto the same control values. Parsing is lenient about names (aliases such as
-`cfg` or `num_images`) and strict about values: anything that is not a valid value for its
-control is reported and ignored, never passed on.
+All three are one schema, `dimsum.settings.SamplingSettings.to_dict` (a link: flattened to a
+query string), and all three are read by `dimsum.settings.read_fields`, which also reads the
+older schemas. Here they map onto the app's controls, within this server's quota: anything
+that is not a valid value for its control is reported and ignored, never passed on.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
-from dimsum.config import MAX_TEMPERATURE
-from dimsum.flow import SCHEDULES
-from dimsum.validation import MAX_SEED, SAMPLERS, InputError, Limits
+from dimsum.settings import SamplingSettings, query_mapping, read_fields
+from dimsum.validation import InputError, Limits
 
-ALIASES = {
-    "model": "model",
-    "class": "class",
-    "class_name": "class",
-    "label": "class",
-    "seed": "seed",
-    "steps": "steps",
-    "num_steps": "steps",
-    "sampler": "sampler",
-    "method": "sampler",
-    "schedule": "schedule",
-    "step_schedule": "schedule",
-    "temperature": "temperature",
-    "noise_temperature": "temperature",
-    "guidance": "guidance",
-    "guidance_scale": "guidance",
-    "cfg": "guidance",
-    "images": "images",
-    "num_images": "images",
-    "n": "images",
-}
 MAX_TEXT = 20_000  # characters accepted in the "load settings" box
 
 
@@ -48,87 +25,36 @@ class ParsedSettings:
     problems: list[str] = field(default_factory=list)
 
 
-def _int(value: Any, lo: int, hi: int) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            return None
-        value = int(value)
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            return None
-    if not isinstance(value, int) or not lo <= value <= hi:
-        return None
-    return value
-
-
-def _float(value: Any, lo: float, hi: float) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        f = float(value)
-    except ValueError:
-        return None
-    return f if math.isfinite(f) and lo <= f <= hi else None
-
-
 def parse_mapping(data: Mapping[str, Any], limits: Limits) -> ParsedSettings:
     """Control values from a settings mapping (our JSON, query parameters or PNG metadata)."""
     out = ParsedSettings()
-    raw: dict[str, Any] = {}
-    for key, value in data.items():
-        name = ALIASES.get(str(key).strip().lower())
-        if name and name not in raw:
-            raw[name] = value
-    # PNG metadata / pipeline settings: lists of classes and seeds, plus the image index.
-    index = _int(data.get("index", 0), 0, 10_000) or 0
-    if "class" not in raw:
-        for key in ("class_names", "classes"):
-            if isinstance(data.get(key), list) and data[key]:
-                raw["class"] = data[key][min(index, len(data[key]) - 1)]
-                break
-    # The pipeline's settings (PNG metadata) record the temperature since it became an option;
-    # older files were all sampled at 1, so they reproduce at 1, not at the model's current
-    # recommendation. (Links and hand-written settings without one mean "the model's own".)
-    if "temperature" not in raw and str(data.get("software", "")).startswith("dimsum"):
-        raw["temperature"] = 1.0
-    if "seed" not in raw and isinstance(data.get("seeds"), list) and data["seeds"]:
-        seeds = data["seeds"]
-        if "index" in data:
-            raw["seed"] = seeds[min(index, len(seeds) - 1)]
-            raw.setdefault("images", 1)
-        else:
-            raw["seed"] = seeds[0]
-            raw.setdefault("images", len(seeds))
-
-    checks = {
-        "seed": lambda v: _int(v, 0, MAX_SEED),
-        "steps": lambda v: _int(v, 1, limits.max_steps),
-        "images": lambda v: _int(v, 1, limits.max_images),
-        "guidance": lambda v: _float(v, 0.0, limits.max_cfg),
-        "temperature": lambda v: _float(v, 0.0, MAX_TEMPERATURE),
-        "sampler": lambda v: (
-            v.strip().lower() if isinstance(v, str) and v.strip().lower() in SAMPLERS else None
-        ),
-        "schedule": lambda v: (
-            v.strip().lower() if isinstance(v, str) and v.strip().lower() in SCHEDULES else None
-        ),
-        "class": lambda v: (
-            v
-            if isinstance(v, (str, int)) and not isinstance(v, bool) and len(str(v)) <= 200
-            else None
-        ),
-        "model": lambda v: v if isinstance(v, str) and len(v) <= 600 else None,
-    }
-    for name, value in raw.items():
-        ok = checks[name](value)
-        if ok is None:
-            out.problems.append(f"{name}={_short(value)} ignored (not a valid value)")
-        else:
-            out.values[name] = ok
+    fields = read_fields(data, out.problems)
+    v = out.values
+    for name, control in (("model", "model"), ("steps", "steps"), ("sampler", "sampler")):
+        if name in fields:
+            v[control] = fields[name]
+    for name in ("schedule", "temperature"):
+        if name in fields:
+            v[name] = fields[name]
+    if "guidance_scale" in fields:
+        v["guidance"] = fields["guidance_scale"]
+    # The app shows one class and consecutive seeds: the first class, the first seed, the count.
+    if "classes" in fields:
+        v["class"] = fields["classes"][0]
+    seeds = fields.get("seeds", ())
+    if len(seeds) > limits.max_images:  # the seeds of a run this server would not make
+        out.problems.append(
+            f"images={len(seeds)} ignored (above this server's {limits.max_images})"
+        )
+    elif seeds:
+        v["seed"], v["images"] = seeds[0], len(seeds)
+    # This server's quota (the library's ranges are wider).
+    for control, hi in (
+        ("steps", limits.max_steps),
+        ("guidance", limits.max_cfg),
+    ):
+        if control in v and v[control] > hi:
+            out.problems.append(f"{control}={v.pop(control)} ignored (above this server's {hi:g})")
     return out
 
 
@@ -149,10 +75,7 @@ def parse_text(text: Any, limits: Limits) -> ParsedSettings:
         if not isinstance(data, dict):
             raise InputError('settings: the JSON must be an object such as {"seed": 0, ...}')
     else:
-        from urllib.parse import parse_qsl, urlsplit
-
-        query = urlsplit(text).query if "?" in text else text
-        data = dict(parse_qsl(query, keep_blank_values=False))
+        data = query_mapping(text)
         if not data:
             raise InputError(
                 "settings: not JSON and no query parameters (seed=..., steps=...) found"
@@ -167,67 +90,12 @@ def parse_text(text: Any, limits: Limits) -> ParsedSettings:
     return parsed
 
 
-def settings_json(
-    model_key: str,
-    model_name: str,
-    class_label: str,
-    seed: int,
-    steps: int,
-    sampler: str,
-    guidance: float,
-    images: int,
-    schedule: str = "uniform",
-    temperature: float = 1.0,
-) -> str:
+def settings_json(settings: SamplingSettings) -> str:
     """The JSON shown under the images; pasting it back reproduces the run."""
-    return json.dumps(
-        {
-            "model": model_key,
-            "model_name": model_name,
-            "class": class_label,
-            "seed": seed,
-            "steps": steps,
-            "sampler": sampler,
-            "schedule": schedule,
-            "guidance_scale": guidance,
-            "temperature": temperature,
-            "num_images": images,
-        },
-        indent=2,
-        ensure_ascii=False,
-    )
+    return json.dumps(settings.to_dict(), indent=2, ensure_ascii=False)
 
 
-def query_string(
-    model_key: str,
-    default_model: str,
-    class_label: str,
-    seed: int,
-    steps: int,
-    sampler: str,
-    guidance: float,
-    images: int,
-    schedule: str = "uniform",
-    temperature: float | None = None,
-) -> str:
-    """The share link's query. temperature: None = the model's own (left out of the link)."""
-    params = {
-        "class": class_label,
-        "seed": seed,
-        "steps": steps,
-        "sampler": sampler,
-        "guidance": guidance,
-        "images": images,
-    }
-    if schedule != "uniform":  # the default stays out, so links read as before
-        params["schedule"] = schedule
-    if temperature is not None:
-        params["temperature"] = temperature
-    if model_key != default_model:
-        params = {"model": model_key, **params}
-    return "?" + urlencode(params)
-
-
-def _short(value: Any, n: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= n else text[: n - 3] + "..."
+def query_string(settings: SamplingSettings) -> str:
+    """The share link's query (model None: the server's default; temperature None: the
+    model's own)."""
+    return settings.to_query()

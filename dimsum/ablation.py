@@ -26,7 +26,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import atomic_write
+from .io import atomic_write
 from .train import export_state, load_state
 
 log = logging.getLogger("dimsum.ablation")

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 
 from .config import OFFICIAL_HUB_IDS, PRESETS, SD_VAE, DiMSUMConfig, get_preset
+from .io import atomic_write
 from .models import DiMSUM
 
 log = logging.getLogger(__name__)
@@ -395,29 +394,6 @@ def _config_beside(file: Path) -> DiMSUMConfig | None:
 
 
 # ---- saving -----------------------------------------------------------------------------------
-def atomic_write(path: str | Path, write_fn: Any) -> Path:
-    """Write through a temporary file in the same folder, fsync, then rename over `path`.
-
-    A crash mid-write leaves the previous file intact (never a half-written one).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_pretrained(model: DiMSUM, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
     """Write `model.safetensors` (optionally cast, e.g. to bfloat16) and `config.json`."""
     from safetensors.torch import save_file

@@ -8,11 +8,15 @@ dimsum eval --checkpoint checkpoints --num-samples 900 --json eval.json
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from pathlib import Path
+
+from .settings import DEFAULTS
+from .validation import PATHS, SAMPLERS, SCHEDULES
 
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "checkpoints")
 
@@ -33,17 +37,30 @@ def cmd_sample(a: argparse.Namespace) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from .pipeline import DiMSUMPipeline, VAEUnavailableError, image_grid, save_png
+    from .io import image_grid, save_png
+    from .pipeline import DiMSUMPipeline, VAEUnavailableError
+    from .settings import SamplingSettings
 
     try:
         pipe = DiMSUMPipeline.from_pretrained(a.checkpoint, device=a.device, vae=a.vae)
     except VAEUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    s = SamplingSettings(
+        model=pipe.name,
+        classes=_parse_classes(a.classes),
+        seeds=a.seeds,
+        steps=a.steps,
+        sampler=a.method,
+        schedule=a.schedule,
+        path=a.path,
+        guidance_scale=a.cfg,
+        temperature=a.temperature,
+    )
     # Validate before the progress bar starts, so a bad value gives one clean error line.
-    pipe.validate(_parse_classes(a.classes), a.seeds, a.cfg, a.steps, a.method, a.path)
-    pipe.resolve_schedule(a.method, a.schedule)
-    pipe.resolve_temperature(a.temperature)
+    pipe.validate(s.classes, s.seeds, s.guidance_scale, s.steps, s.sampler, s.path)
+    pipe.resolve_schedule(s.sampler, s.schedule)
+    pipe.resolve_temperature(s.temperature)
     bar = tqdm(total=None, desc="sampling", unit="step")
 
     def progress(rec) -> None:
@@ -51,14 +68,9 @@ def cmd_sample(a: argparse.Namespace) -> int:
         bar.update(1)
 
     out = pipe(
-        _parse_classes(a.classes),
-        a.seeds,
-        guidance_scale=a.cfg,
-        num_steps=a.steps,
-        method=a.method,
-        path=a.path,
-        schedule=a.schedule,
-        temperature=a.temperature,
+        s.classes,
+        s.seeds,
+        **s.pipeline_kwargs(),
         callback=progress,
         return_trajectory=a.trajectory is not None,
     )
@@ -142,18 +154,18 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint, temperature_sweep
+    from .eval.evaluate import evaluate_checkpoint, temperature_sweep
+    from .settings import SamplingSettings
     from .validation import InputError
 
     temps = a.temperature or [None]
     if a.plot and len(temps) < 2:
         raise InputError("--plot: give two or more --temperature values to plot against")
+    sampling = SamplingSettings(
+        guidance_scale=a.cfg, steps=a.steps, sampler=a.method, schedule=a.schedule
+    )
     common = dict(
         num_samples=a.num_samples,
-        guidance_scale=a.cfg,
-        num_steps=a.steps,
-        method=a.method,
-        schedule=a.schedule,
         classifier=a.classifier,
         data=a.data,
         device=a.device,
@@ -165,12 +177,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
             raise InputError(
                 "--gallery / --inception-weights: evaluate one --temperature at a time"
             )
-        report = temperature_sweep(a.checkpoint, temps, **common, plot=a.plot)
+        report = temperature_sweep(a.checkpoint, temps, sampling, **common, plot=a.plot)
     else:
         report = evaluate_checkpoint(
             a.checkpoint,
+            dataclasses.replace(sampling, temperature=temps[0]),
             **common,
-            temperature=temps[0],
             inception_weights=a.inception_weights,
             gallery=a.gallery,
         )
@@ -179,7 +191,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 def _write_report(report: dict, path: str | None) -> int:
     """Print the report as JSON and write it to `path` (atomically) when given."""
-    from .checkpoints import atomic_write
+    from .io import atomic_write
 
     text = json.dumps(report, indent=2)
     if path:
@@ -198,11 +210,20 @@ def cmd_build_data(a: argparse.Namespace) -> int:
 
 
 def cmd_train_classifier(a: argparse.Namespace) -> int:
-    from .evaluate import train_and_save_classifier
+    from .eval.evaluate import train_and_save_classifier
 
     print(
         json.dumps(
-            train_and_save_classifier(a.out, steps=a.steps, data=a.data, seed=a.seed), indent=2
+            train_and_save_classifier(
+                a.out,
+                steps=a.steps,
+                batch_size=a.batch_size,
+                lr=a.lr,
+                data=a.data,
+                seed=a.seed,
+                device=a.device,
+            ),
+            indent=2,
         )
     )
     return 0
@@ -227,11 +248,10 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def _add_schedule_arg(parser: argparse.ArgumentParser) -> None:
-    # the names of dimsum.flow.SCHEDULES, spelled out so that --help does not import torch
     parser.add_argument(
         "--schedule",
-        default="uniform",
-        choices=["uniform", "karras"],
+        default=DEFAULTS.schedule,
+        choices=SCHEDULES,
         help="heun/euler step times: uniform, or karras (EDM spacing: short steps at both ends)",
     )
 
@@ -263,12 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--classes", nargs="+", default=["0"], help="class ids or names (one, or one per seed)"
     )
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
-    s.add_argument("--path", default="gvp", choices=["gvp", "linear"])
+    s.add_argument("--steps", type=int, default=DEFAULTS.steps)
+    s.add_argument("--method", default=DEFAULTS.sampler, choices=SAMPLERS)
+    s.add_argument("--path", default=DEFAULTS.path, choices=PATHS)
     _add_schedule_arg(s)
     _add_temperature_arg(s)
-    s.add_argument("--cfg", type=float, default=4.0, help="guidance scale (1 = none)")
+    s.add_argument(
+        "--cfg", type=float, default=DEFAULTS.guidance_scale, help="guidance scale (1 = none)"
+    )
     s.add_argument("--out", default="grid.png")
     s.add_argument("--cols", type=int, default=None)
     s.add_argument("--trajectory", default=None, help="write the per-step trajectory to this .npz")
@@ -348,9 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="FD-emoji, precision/recall, class accuracy (JSON report)")
     e.add_argument("--checkpoint", default=default_checkpoint())
     e.add_argument("--num-samples", type=int, default=900)
-    e.add_argument("--cfg", type=float, default=4.0)
-    e.add_argument("--steps", type=int, default=20)
-    e.add_argument("--method", default="heun", choices=["dopri5", "heun", "euler"])
+    e.add_argument("--cfg", type=float, default=DEFAULTS.guidance_scale)
+    e.add_argument("--steps", type=int, default=DEFAULTS.steps)
+    e.add_argument("--method", default=DEFAULTS.sampler, choices=SAMPLERS)
     _add_schedule_arg(e)
     e.add_argument(
         "--temperature",
@@ -395,7 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("train-classifier", help="train the FD-emoji feature classifier")
     c.add_argument("--out", default=str(Path(DEFAULT_CHECKPOINT) / "feature_classifier"))
-    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--steps", type=int, default=1500)
+    c.add_argument("--batch-size", type=int, default=128)
+    c.add_argument("--lr", type=float, default=2e-3)
+    c.add_argument("--device", default="cpu")
     c.add_argument("--data", default=None)
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(fn=cmd_train_classifier)

@@ -208,15 +208,9 @@ PRESETS: dict[str, DiMSUMConfig] = {
     # single-head fusion and 2-head shared attention, gated MLP of width 2D (hidden 128): 62 ms per
     # guided forward of 4 images on the 2-core dev CPU (was 81 ms with 2/4 heads and width 4D).
     "emoji-XS": _emoji(64, 4, mlp_ratio=2.0, fusion_heads=1, attn_heads=2, name="emoji-XS"),
-    # Ablation variants, matched to emoji-S in trainable parameters (1.47M; cond_proj is frozen
-    # and has no effect, see models/mamba.py): spatial-only Mamba, and DiT attention blocks.
-    "emoji-S-spatial": _emoji(
-        96, 6, "spatial", mlp_ratio=3.0, fusion_heads=2, attn_heads=4, name="emoji-S-spatial"
-    ),
-    "emoji-S-attention": _emoji(
-        96, 8, "attention", attn_every=0, mlp_ratio=3.0, attn_heads=4, name="emoji-S-attention"
-    ),
-    # The same ablation at the shipped size (435,340 trainable parameters; attention +2.6%).
+    # Ablation variants at the shipped size (435,340 trainable parameters; attention +2.6%;
+    # cond_proj is frozen and has no effect, see models/mamba.py): spatial-only Mamba, and DiT
+    # attention blocks.
     "emoji-XS-spatial": _emoji(
         64, 4, "spatial", mlp_ratio=2.0, fusion_heads=1, attn_heads=2, name="emoji-XS-spatial"
     ),

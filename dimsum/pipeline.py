@@ -12,7 +12,6 @@ Each sample's noise comes from its own seed (a CPU generator), so an image depen
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from . import __version__
 from .config import MAX_TEMPERATURE
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .flow.cuda_graph import graph_velocity
 from .models import DiMSUM
+from .settings import DEFAULTS, MAX_GUIDANCE, MAX_STEPS, SamplingSettings
 from .tracing import FeatureRecorder, trace_features
 from .vae import SD_LATENT_RGB, VAEUnavailableError, resolve_vae
 from .validation import (
@@ -35,7 +35,6 @@ from .validation import (
     PATHS,
     SAMPLERS,
     InputError,
-    Limits,
     check_choice,
     check_float,
     check_int,
@@ -64,7 +63,7 @@ class PipelineOutput:
 
     images: list[Image.Image]
     array: np.ndarray  # (N, H, W, 3) uint8
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # SamplingSettings.to_dict() + class_names, software, nfe
     trajectory: Trajectory | None = None
     previews_xt: np.ndarray | None = None  # (S, N, H, W, 3) uint8: x_t as RGB per recorded step
     previews_x1: np.ndarray | None = None  # (S, N, H, W, 3) uint8: clean-sample prediction
@@ -80,7 +79,6 @@ class DiMSUMPipeline:
         model: DiMSUM,
         vae: torch.nn.Module | None = None,
         *,
-        limits: Limits | None = None,
         name: str | None = None,
         autocast: torch.dtype | None = None,
         cuda_graphs: bool = True,
@@ -96,7 +94,6 @@ class DiMSUMPipeline:
         self.cuda_graphs = cuda_graphs
         self.model = model.eval()
         self.vae = vae
-        self.limits = limits or Limits()
         self.name = name or model.config.name or "dimsum"
 
     @classmethod
@@ -176,7 +173,8 @@ class DiMSUMPipeline:
         method: Any,
         path: Any,
     ) -> tuple[list[int], list[int], float, int, str, str]:
-        lim = self.limits
+        """Checked (classes, seeds, guidance, steps, method, path): types and ranges only (a
+        server's quota is its own: `dimsum.validation.Limits`)."""
         seeds_list = [seeds] if isinstance(seeds, (int, str, float)) else list(seeds)
         seeds_list = [check_int("seed", s, 0, MAX_SEED) for s in seeds_list]
         cls_list = resolve_classes(classes, self.config.num_classes, self.config.class_names)
@@ -188,20 +186,11 @@ class DiMSUMPipeline:
             raise InputError(
                 f"classes ({len(cls_list)}) and seeds ({len(seeds_list)}) must have the same length (or one of them length 1)"
             )
-        check_int("number of images", len(seeds_list), 1, lim.max_images)
         method = check_choice("method", method, SAMPLERS)
         path = check_choice("path", path, PATHS)
         lo_steps = 2 if method == "dopri5" else 1
-        num_steps = check_int("num_steps", num_steps, lo_steps, lim.max_steps)
-        guidance_scale = check_float("guidance_scale", guidance_scale, 0.0, lim.max_cfg)
-        nfe = num_steps * (2 if method == "heun" else 1) * (2 if guidance_scale != 1 else 1)
-        work = len(seeds_list) * nfe * self.config.num_tokens
-        if method != "dopri5" and work > lim.max_work:
-            raise InputError(
-                f"request too large: {len(seeds_list)} images x {nfe} evaluations x "
-                f"{self.config.num_tokens} tokens exceeds the limit {lim.max_work:.0f}; "
-                f"use fewer images or steps"
-            )
+        num_steps = check_int("num_steps", num_steps, lo_steps, MAX_STEPS)
+        guidance_scale = check_float("guidance_scale", guidance_scale, 0.0, MAX_GUIDANCE)
         return cls_list, seeds_list, guidance_scale, num_steps, method, path
 
     # ---- generation -----------------------------------------------------------------------
@@ -211,12 +200,12 @@ class DiMSUMPipeline:
         classes: Any,
         seeds: Any,
         *,
-        guidance_scale: float = 4.0,
-        num_steps: int = 20,
-        method: str = "heun",
-        path: str = "gvp",
-        schedule: str = "uniform",
-        temperature: float | None = None,
+        guidance_scale: float = DEFAULTS.guidance_scale,
+        num_steps: int = DEFAULTS.steps,
+        method: str = DEFAULTS.sampler,
+        path: str = DEFAULTS.path,
+        schedule: str = DEFAULTS.schedule,
+        temperature: float | None = DEFAULTS.temperature,
         return_trajectory: bool = True,
         trace_steps: Sequence[int] | None = None,
         trace_blocks: Sequence[int] | None = None,
@@ -224,7 +213,8 @@ class DiMSUMPipeline:
         trace_dtype: torch.dtype = torch.float16,
         callback: Callable[[StepRecord], bool | None] | None = None,
     ) -> PipelineOutput:
-        """Generate one image per (class, seed).
+        """Generate one image per (class, seed); `pipe(s.classes, s.seeds, **s.pipeline_kwargs())`
+        runs a `SamplingSettings` s.
 
         schedule: the step times of heun / euler: ``"uniform"`` (default) or ``"karras"``
             (short steps at both ends, closer to the exact ODE solution at few steps; see
@@ -301,10 +291,9 @@ class DiMSUMPipeline:
         traj = result if isinstance(result, Trajectory) else None
         array = self.decode(traj.final if traj is not None else result)
         seconds = time.perf_counter() - start
-        settings = dict(
+        sampling = SamplingSettings(
             model=self.name,
             classes=classes_l,
-            class_names=[self.class_name(c) for c in classes_l],
             seeds=seeds_l,
             steps=num_steps,
             sampler=method,
@@ -312,6 +301,10 @@ class DiMSUMPipeline:
             path=path,
             guidance_scale=cfg,
             temperature=temperature,
+        )
+        # The settings schema, plus provenance that `SamplingSettings.from_dict` does not need.
+        settings = sampling.to_dict() | dict(
+            class_names=[self.class_name(c) for c in classes_l],
             software=f"dimsum {__version__}",
             nfe=traj.nfe if traj is not None else calls,
         )
@@ -357,56 +350,3 @@ class DiMSUMPipeline:
         if method == "dopri5":
             return torch.linspace(0, 1, num_steps).tolist()
         return time_grid(num_steps, schedule, path)
-
-
-# ---- saving images with their settings (SPEC section 9) -------------------------------------
-def png_metadata(settings: dict[str, Any], index: int | None = None) -> PngImagePlugin.PngInfo:
-    """PNG text chunks: the settings that reproduce the image, and an AI-generated marker."""
-    info = PngImagePlugin.PngInfo()
-    s = dict(settings)
-    if index is not None:
-        s = {**s, "index": index}
-    info.add_text("dimsum:settings", json.dumps(s, sort_keys=True))
-    info.add_text("AI-generated", "true")
-    info.add_text("Software", str(settings.get("software", f"dimsum {__version__}")))
-    info.add_text("Description", "AI-generated image (DiMSUM diffusion model)")
-    return info
-
-
-def save_png(
-    image: Image.Image | np.ndarray,
-    path: str | Path,
-    settings: dict[str, Any],
-    index: int | None = None,
-) -> Path:
-    """Save a PNG carrying its generation settings; written atomically."""
-    from .checkpoints import atomic_write
-
-    img = Image.fromarray(image) if isinstance(image, np.ndarray) else image
-    return atomic_write(
-        path, lambda p: img.save(p, format="PNG", pnginfo=png_metadata(settings, index))
-    )
-
-
-def read_png_settings(path: str | Path) -> dict[str, Any]:
-    """The settings a saved PNG carries (raises InputError when it has none)."""
-    with Image.open(path) as im:
-        text = im.text.get("dimsum:settings") if hasattr(im, "text") else None
-    if not text:
-        raise InputError(f"{str(path)!r} carries no dimsum settings")
-    return json.loads(text)
-
-
-def image_grid(array: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> one grid image (white padding)."""
-    n, h, w, _ = array.shape
-    cols = cols or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-    for i, im in enumerate(array):
-        r, c = divmod(i, cols)
-        grid[
-            pad + r * (h + pad) : pad + r * (h + pad) + h,
-            pad + c * (w + pad) : pad + c * (w + pad) + w,
-        ] = im
-    return grid

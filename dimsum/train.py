@@ -35,9 +35,10 @@ import torch
 from torch import nn
 
 from . import distributed as D
-from .checkpoints import CheckpointError, atomic_write, save_pretrained
+from .checkpoints import CheckpointError, save_pretrained
 from .config import MAX_TEMPERATURE, DiMSUMConfig, get_preset
 from .flow import flow_matching_loss, sample_time
+from .io import atomic_write
 from .models import DiMSUM
 from .validation import check_float
 
@@ -316,7 +317,7 @@ def train(tc: TrainConfig) -> dict[str, Any]:
     log_path = out / "log.jsonl"
     evaluator = None
     if tc.eval_every and info.is_main:
-        from .evaluate import Evaluator
+        from .eval.evaluate import Evaluator
 
         evaluator = Evaluator(
             num_samples=tc.eval_samples, classifier=tc.eval_classifier, data=tc.data, device=dev
@@ -404,12 +405,9 @@ def train(tc: TrainConfig) -> dict[str, Any]:
             final = step == tc.steps or (stopping and not graceful.requested)  # a signal: no eval
             if evaluator is not None and (step % tc.eval_every == 0 or final):
                 from .pipeline import DiMSUMPipeline
-                from .validation import Limits
 
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=tc.bf16):
-                    pipe = DiMSUMPipeline(
-                        ema, limits=Limits(max_images=1024, max_work=float("inf"))
-                    )
+                    pipe = DiMSUMPipeline(ema)
                     res = evaluator(pipe, batch_size=512 if dev.type == "cuda" else 64)
                 res.update(step=step, seconds=round(wall + time.perf_counter() - t0, 1))
                 with open(out / "eval.jsonl", "a") as f:
@@ -441,7 +439,8 @@ def train(tc: TrainConfig) -> dict[str, Any]:
 @torch.no_grad()
 def sample_grid(model: DiMSUM, path: Path, per_class: int = 2, steps: int = 20) -> Path:
     """One row of `per_class` samples per class, Heun, guidance 4 (progress check)."""
-    from .pipeline import DiMSUMPipeline, image_grid, save_png
+    from .io import image_grid, save_png
+    from .pipeline import DiMSUMPipeline
 
     was_training = model.training
     pipe = DiMSUMPipeline(model.eval())

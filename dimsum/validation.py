@@ -12,6 +12,7 @@ from typing import Any
 
 SAMPLERS = ("dopri5", "heun", "euler")
 PATHS = ("gvp", "linear")
+SCHEDULES = ("uniform", "karras")  # step times of the fixed-step samplers
 MAX_SEED = 2**63 - 1
 
 
@@ -62,15 +63,31 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return value.lower()
 
 
+def network_evaluations(num_steps: int, method: str, guidance_scale: float) -> int:
+    """Network evaluations of a fixed-step run (Heun: 2 a step; guidance: 2 rows a sample)."""
+    return num_steps * (2 if method == "heun" else 1) * (2 if guidance_scale != 1 else 1)
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits (the app sets tighter ones than the Python API)."""
+    """A server's per-request quota (the app's); the library checks only types and ranges."""
 
     max_images: int = 64
     max_steps: int = 1000
     max_cfg: float = 20.0
     # images x network evaluations x tokens: bounds the work of one request
     max_work: float = 64 * 1000 * 2 * 1024
+
+    def check_work(
+        self, num_images: int, num_steps: int, method: str, guidance_scale: float, tokens: int
+    ) -> None:
+        """InputError when a fixed-step request exceeds `max_work` (dopri5 chooses its steps)."""
+        nfe = network_evaluations(num_steps, method, guidance_scale)
+        if method != "dopri5" and num_images * nfe * tokens > self.max_work:
+            raise InputError(
+                f"request too large: {num_images} images x {nfe} evaluations x {tokens} tokens "
+                f"exceeds the limit {self.max_work:.0f}; use fewer images or steps"
+            )
 
 
 def resolve_classes(

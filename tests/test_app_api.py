@@ -17,7 +17,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from dimsum.pipeline import read_png_settings  # noqa: E402
+from dimsum.io import read_png_settings  # noqa: E402
+from dimsum.validation import InputError  # noqa: E402
 
 ENDPOINTS = {
     "/prefill",
@@ -101,12 +102,8 @@ def test_generate_outputs(run) -> None:
     assert read_png_settings(gallery[0]["image"])["seeds"] == [5, 6]
     assert "2 images" in status and "network evaluations" in status and " s" in status
     settings = json.loads(settings_text)
-    assert (
-        settings["seed"] == 5
-        and settings["num_images"] == 2
-        and settings["class"] == "Smileys & Emotion"
-    )
-    assert "seed=5" in query and "steps=3" in query
+    assert settings["seeds"] == [5, 6] and settings["classes"] == ["Smileys & Emotion"]
+    assert "seeds=5&seeds=6" in query and "steps=3" in query
 
 
 def test_generate_streams_previews(server) -> None:
@@ -325,14 +322,17 @@ def test_compare_variants(client: Client) -> None:
 
 
 def test_public_server_limits(server) -> None:
-    """The app builds its pipelines with the tight public limits, not the library's."""
+    """The app applies the tight public quota (the library pipeline has none of its own)."""
     from app.config import APP_LIMITS
 
     explorer = server.explorer
+    assert explorer.config.limits == APP_LIMITS
+    assert APP_LIMITS.max_images == 16 and APP_LIMITS.max_steps == 250
     pipe = explorer.registry.get(explorer.default_key)
-    assert (
-        pipe.limits == APP_LIMITS and pipe.limits.max_images == 16 and pipe.limits.max_steps == 250
-    )
+    with pytest.raises(InputError, match="number of images"):
+        explorer.validate_generation(pipe, 0, "0", 2, "euler", 1.0, 17)
+    with pytest.raises(InputError, match="steps"):
+        explorer.validate_generation(pipe, 0, "0", 251, "euler", 1.0, 1)
 
 
 @pytest.mark.skipif(

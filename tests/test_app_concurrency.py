@@ -43,7 +43,7 @@ def test_concurrent_sessions_are_isolated(url: str) -> None:
     with ThreadPoolExecutor(max_workers=len(SEEDS)) as pool:
         results = dict(zip(SEEDS, pool.map(lambda s: _generate(url, s), SEEDS), strict=True))
     for seed, (client, images, settings_text) in results.items():
-        assert json.loads(settings_text)["seed"] == seed
+        assert json.loads(settings_text)["seeds"] == [seed, seed + 1]
         assert len(images) == 2
         for a, b in zip(images, expected[seed], strict=True):
             assert np.array_equal(a, b), f"seed {seed}: image differs from the single-client run"

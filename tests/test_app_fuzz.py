@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from dimsum.config import EMOJI_CATEGORIES  # noqa: E402
-from dimsum.pipeline import read_png_settings  # noqa: E402
+from dimsum.io import read_png_settings  # noqa: E402
 
 HUGE = 2**70
 junk_text = st.text(max_size=40) | st.sampled_from(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from app.render import grid, labelled, pair_frame, upscale
 from app.state import RunExpired, RunStore, plan_trace
 from app.views import scans, wavelets
 from dimsum.models.wavelets import HaarDWT, packet_subbands
+from dimsum.settings import SamplingSettings
 from dimsum.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # ---- settings -------------------------------------------------------------------------------
 def test_parse_our_json_and_aliases() -> None:
-    text = share.settings_json("embedded", "emoji-S", "Smileys & Emotion", 5, 20, "heun", 4.0, 4)
-    parsed = share.parse_text(text, APP_LIMITS)
+    s = SamplingSettings(
+        model="embedded", classes=["Smileys & Emotion"], seeds=[5, 6, 7, 8], temperature=1.0
+    )
+    parsed = share.parse_text(share.settings_json(s), APP_LIMITS)
     assert parsed.values == {
         "model": "embedded",
         "class": "Smileys & Emotion",
@@ -46,27 +50,37 @@ def test_parse_our_json_and_aliases() -> None:
     parsed = share.parse_text(
         '{"cfg": "2.5", "n": 3, "method": "Euler", "num_steps": 7}', APP_LIMITS
     )
-    assert parsed.values == {"guidance": 2.5, "images": 3, "sampler": "euler", "steps": 7}
+    # a number of images without a first seed: seeds from 0
+    assert parsed.values == {
+        "guidance": 2.5,
+        "images": 3,
+        "seed": 0,
+        "sampler": "euler",
+        "steps": 7,
+    }
 
 
 def test_parse_link_and_png_metadata() -> None:
-    q = share.query_string("embedded", "embedded", "Food & Drink", 9, 12, "euler", 1.5, 2)
-    assert "model=" not in q  # the default model is implied
+    s = SamplingSettings(
+        classes=["Food & Drink"], seeds=[9, 10], steps=12, sampler="euler", guidance_scale=1.5
+    )
+    q = share.query_string(s)
+    assert "model=" not in q  # None: the default model is implied
     parsed = share.parse_text("https://example.org/app/" + q, APP_LIMITS)
     assert parsed.values["class"] == "Food & Drink" and parsed.values["seed"] == 9
-    assert "schedule" not in q and "schedule" not in parsed.values  # the default stays implicit
-    q = share.query_string("embedded", "embedded", "Food & Drink", 9, 12, "euler", 1.5, 2, "karras")
+    assert parsed.values["images"] == 2 and parsed.values["schedule"] == "uniform"
+    q = share.query_string(replace(s, schedule="karras"))
     assert share.parse_text(q, APP_LIMITS).values["schedule"] == "karras"
     bad = share.parse_text("seed=3&schedule=cosine", APP_LIMITS)
-    assert bad.values == {"seed": 3} and bad.problems == [
+    assert bad.values == {"seed": 3, "images": 1} and bad.problems == [
         "schedule='cosine' ignored (not a valid value)"
     ]
     assert "temperature" not in q  # None: the model's own value stays implicit
-    q = share.query_string("embedded", "embedded", "Flags", 9, 12, "euler", 1.5, 2, "uniform", 0.8)
+    q = share.query_string(replace(s, temperature=0.8))
     assert share.parse_text(q, APP_LIMITS).values["temperature"] == 0.8
     for value in ("2.5", "-1", "nan"):
         bad = share.parse_text(f"seed=3&noise_temperature={value}", APP_LIMITS)
-        assert bad.values == {"seed": 3} and bad.problems[0].startswith("temperature=")
+        assert bad.values == {"seed": 3, "images": 1} and bad.problems[0].startswith("temperature=")
     png = {
         "classes": [3, 3],
         "class_names": ["Food & Drink"] * 2,

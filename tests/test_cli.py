@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import dimsum
 from dimsum.cli import main
-from dimsum.pipeline import read_png_settings
+from dimsum.io import read_png_settings
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from PIL import Image
 import dimsum.data.emoji as emoji_mod
 from dimsum.data import (
     CATEGORIES,
-    EmojiDataset,
     EmojiDatasetError,
     attribution_notice,
     build_emoji_dataset,
@@ -288,23 +287,6 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert emoji_mod.default_cache_dir() == tmp_path / "emoji"
     monkeypatch.delenv("DIMSUM_CACHE")
     assert emoji_mod.default_cache_dir() == Path.home() / ".cache" / "dimsum" / "emoji"
-
-
-def test_torch_dataset(built):
-    data = load_emoji_dataset("all", path=built)
-    ds = EmojiDataset(data)
-    assert len(ds) == len(data) and not ds.random_flip
-    x, y = ds[0]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
-    assert -1.0 <= x.min() and x.max() <= 1.0
-    assert y == int(data.labels[0])
-    expected = torch.from_numpy(data.images[0]).permute(2, 0, 1).float() / 127.5 - 1
-    torch.testing.assert_close(x, expected)
-    assert torch.equal(ds[0][0], ds[0][0])  # no flip by default
-    flips = EmojiDataset(data, random_flip=True)
-    torch.manual_seed(0)
-    seen = {bool(torch.equal(flips[0][0], expected.flip(-1))) for _ in range(20)}
-    assert seen == {True, False}
 
 
 def test_class_balanced_sampler():

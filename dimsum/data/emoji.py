@@ -15,10 +15,10 @@ of its ``unified`` code), so every style and skin tone of an emoji lands on the 
 
 Typical use::
 
-    from dimsum.data import EmojiDataset, load_emoji_dataset
+    from dimsum.data import load_emoji_dataset
 
     train = load_emoji_dataset("train")      # builds ~/.cache/dimsum/emoji/... on first use
-    ds = EmojiDataset(train)                 # (3, 32, 32) float in [-1, 1], label
+    train.images, train.labels               # (N, 32, 32, 3) uint8, (N,) class ids
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import WeightedRandomSampler
 
 from ..config import EMOJI_CATEGORIES
 
@@ -50,7 +50,6 @@ __all__ = [
     "EMOJI_DATASOURCE_SPEC",
     "STYLES",
     "EmojiData",
-    "EmojiDataset",
     "EmojiDatasetError",
     "attribution_notice",
     "build_emoji_dataset",
@@ -468,36 +467,6 @@ def load_emoji_dataset(
 # ----------------------------------------------------------------------------------------------
 # Torch side
 # ----------------------------------------------------------------------------------------------
-
-
-class EmojiDataset(Dataset):
-    """Torch view of :class:`EmojiData`: items are ``(image, label)``.
-
-    ``image`` is a (3, 32, 32) float32 tensor in [-1, 1]; ``label`` an int. Horizontal flips are
-    off by default (many emoji are not mirror-symmetric in meaning, e.g. arrows and flags).
-    """
-
-    def __init__(
-        self,
-        data: EmojiData | str = "train",
-        *,
-        random_flip: bool = False,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> None:
-        self.data = load_emoji_dataset(data, cache_dir) if isinstance(data, str) else data
-        self.random_flip = random_flip
-        # (N, 3, 32, 32) uint8, converted per item to keep memory small.
-        self._chw = torch.from_numpy(np.ascontiguousarray(self.data.images.transpose(0, 3, 1, 2)))
-        self._labels = torch.from_numpy(self.data.labels)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, int]:
-        x = self._chw[idx].float().div_(127.5).sub_(1.0)
-        if self.random_flip and torch.rand(()) < 0.5:
-            x = x.flip(-1)
-        return x, int(self._labels[idx])
 
 
 def class_weights(

@@ -1,6 +1,6 @@
 """Offline evaluation: FD-emoji, k-NN precision / recall, class accuracy, optional FID.
 
-Names are imported lazily so ``python -m dimsum.eval.classifier`` runs cleanly.
+Names are imported lazily: `import dimsum.eval` stays cheap until a name is used.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ _EXPORTS = {
     "features": "classifier",
     "load_classifier": "classifier",
     "predict": "classifier",
-    "reference_metrics": "classifier",
+    "reference_metrics": "metrics",
     "save_classifier": "classifier",
     "train_feature_classifier": "classifier",
     "compute_metrics": "metrics",
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
         features,
         load_classifier,
         predict,
-        reference_metrics,
         save_classifier,
         train_feature_classifier,
     )
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
         inception_fid,
         manifold_membership,
         precision_recall,
+        reference_metrics,
     )
 
 

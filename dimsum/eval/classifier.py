@@ -7,17 +7,14 @@ how well it generalises. Weights are stored as safetensors + a json config (no p
 
 Train the checkpoint shipped in ``checkpoints/``::
 
-    python -m dimsum.eval.classifier --out checkpoints/feature_classifier
+    dimsum train-classifier --out checkpoints/feature_classifier
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..data import class_weights
+from ..data.emoji import CATEGORIES
 
 __all__ = [
     "ClassifierConfig",
@@ -37,7 +35,6 @@ __all__ = [
     "features",
     "load_classifier",
     "predict",
-    "reference_metrics",
     "save_classifier",
     "train_feature_classifier",
 ]
@@ -197,8 +194,6 @@ def train_feature_classifier(
     if model is not None:
         config = model.config
     elif config is None:
-        from dimsum.data.emoji import CATEGORIES
-
         num_classes = max(int(y_all.max()) + 1, len(CATEGORIES))
         names = list(CATEGORIES) if num_classes == len(CATEGORIES) else []
         config = ClassifierConfig(num_classes=num_classes, categories=names)
@@ -346,105 +341,3 @@ def load_classifier(
     model = FeatureClassifier(ClassifierConfig.from_dict(doc["config"]))
     model.load_state_dict(load_file(str(weights_path), device="cpu"))
     return model.to(device).eval()
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI: train the shipped checkpoint and compute the real-vs-real reference point
-# ----------------------------------------------------------------------------------------------
-
-
-def reference_metrics(
-    model: FeatureClassifier,
-    train_images: ImagesLike,
-    heldout_images: ImagesLike,
-    *,
-    k: int = 3,
-    seed: int = 0,
-) -> dict:
-    """Real-vs-real reference points for FD-emoji / precision / recall.
-
-    * ``heldout_vs_train``: real = whole train split, fake = whole held-out split.
-    * ``heldout_vs_train_matched``: real = a random train subset of the held-out size.
-    * ``train_vs_train_matched``: two disjoint random train subsets of the held-out size (the
-      finite-sample floor of the metrics at that sample size).
-    """
-    from dimsum.eval.metrics import frechet_distance, precision_recall
-
-    f_train, f_held = features(model, train_images), features(model, heldout_images)
-    n = len(f_held)
-    perm = torch.randperm(len(f_train), generator=torch.Generator().manual_seed(seed))
-    sub_a, sub_b = f_train[perm[:n]], f_train[perm[n : 2 * n]]
-
-    def pair(real: torch.Tensor, fake: torch.Tensor) -> dict:
-        precision, recall = precision_recall(real, fake, k=k)
-        fd = frechet_distance(real, fake)
-        return {
-            "fd": fd,
-            "precision": precision,
-            "recall": recall,
-            "num_real": len(real),
-            "num_fake": len(fake),
-        }
-
-    return {
-        "heldout_vs_train": pair(f_train, f_held),
-        "heldout_vs_train_matched": pair(sub_a, f_held),
-        "train_vs_train_matched": pair(sub_a, sub_b),
-        "k": k,
-    }
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    from dimsum.data.emoji import attribution_notice, load_emoji_dataset
-
-    ap = argparse.ArgumentParser(description="Train the Emoji-32 feature classifier (FD-emoji).")
-    ap.add_argument("--out", default="checkpoints/feature_classifier")
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--log-every", type=int, default=100)
-    args = ap.parse_args(argv)
-
-    train = load_emoji_dataset("train", args.cache_dir)
-    held = load_emoji_dataset("heldout", args.cache_dir)
-    t0 = time.time()
-    smoothed = {"loss": None}
-
-    def log(step: int, loss: float) -> None:
-        prev = smoothed["loss"]
-        smoothed["loss"] = loss if prev is None else 0.98 * prev + 0.02 * loss
-        if (step + 1) % args.log_every == 0:
-            print(
-                f"step {step + 1:5d}  loss {smoothed['loss']:.4f}  {time.time() - t0:6.1f}s",
-                flush=True,
-            )
-
-    model = train_feature_classifier(
-        train, args.steps, args.batch_size, args.lr, args.seed, args.device, on_step=log
-    )
-    train_time = time.time() - t0
-    report = {
-        "command": "python -m dimsum.eval.classifier "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "train_time_s": round(train_time, 1),
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "train": evaluate_classifier(model, train.images, train.labels),
-        "heldout": evaluate_classifier(model, held.images, held.labels),
-    }
-    report["reference"] = reference_metrics(model, train.images, held.images, seed=args.seed)
-    report["data"] = "Emoji-32 (emoji-datasource@16.0.0, google+twitter), train split only"
-    report["attribution"] = attribution_notice()
-    save_classifier(model, args.out, metadata=report)
-    printable = {k: v for k, v in report.items() if k != "attribution"}
-    print(json.dumps(printable, indent=2))
-    return report
-
-
-if __name__ == "__main__":
-    main()

@@ -87,7 +87,7 @@ def precision_gallery(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..checkpoints import atomic_write
+    from ..io import atomic_write
 
     fake, nearest_real = np.asarray(fake), np.asarray(nearest_real)
     classes = np.asarray(fake_classes, dtype=np.int64)

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..data.emoji import CATEGORIES
+from .classifier import FeatureClassifier, ImagesLike, features
+
 __all__ = [
     "compute_metrics",
     "fd_emoji",
@@ -161,8 +164,6 @@ def compute_metrics(
     if fake_labels_requested is None or fake_pred_labels is None:
         return out
     if categories is None:
-        from dimsum.data.emoji import CATEGORIES
-
         categories = CATEGORIES
     want = np.asarray(torch.as_tensor(np.asarray(fake_labels_requested)).cpu(), dtype=np.int64)
     got = np.asarray(torch.as_tensor(np.asarray(fake_pred_labels)).cpu(), dtype=np.int64)
@@ -179,12 +180,50 @@ def compute_metrics(
     return out
 
 
+def reference_metrics(
+    model: FeatureClassifier,
+    train_images: ImagesLike,
+    heldout_images: ImagesLike,
+    *,
+    k: int = 3,
+    seed: int = 0,
+) -> dict:
+    """Real-vs-real reference points for FD-emoji / precision / recall.
+
+    * ``heldout_vs_train``: real = whole train split, fake = whole held-out split.
+    * ``heldout_vs_train_matched``: real = a random train subset of the held-out size.
+    * ``train_vs_train_matched``: two disjoint random train subsets of the held-out size (the
+      finite-sample floor of the metrics at that sample size).
+    """
+    f_train, f_held = features(model, train_images), features(model, heldout_images)
+    n = len(f_held)
+    perm = torch.randperm(len(f_train), generator=torch.Generator().manual_seed(seed))
+    sub_a, sub_b = f_train[perm[:n]], f_train[perm[n : 2 * n]]
+
+    def pair(real: torch.Tensor, fake: torch.Tensor) -> dict:
+        precision, recall = precision_recall(real, fake, k=k)
+        fd = frechet_distance(real, fake)
+        return {
+            "fd": fd,
+            "precision": precision,
+            "recall": recall,
+            "num_real": len(real),
+            "num_fake": len(fake),
+        }
+
+    return {
+        "heldout_vs_train": pair(f_train, f_held),
+        "heldout_vs_train_matched": pair(sub_a, f_held),
+        "train_vs_train_matched": pair(sub_a, sub_b),
+        "k": k,
+    }
+
+
 def fd_emoji(model: torch.nn.Module, real_images: ArrayLike, fake_images: ArrayLike) -> float:
     """FD-emoji between two image sets: Frechet distance of the classifier's 256-d features.
 
     Images are (N, 32, 32, 3) uint8 or (N, 3, 32, 32) float in [-1, 1].
     """
-    from dimsum.eval.classifier import features
 
     return frechet_distance(features(model, real_images), features(model, fake_images))
 

@@ -33,7 +33,7 @@ def tradeoff_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..checkpoints import atomic_write
+    from ..io import atomic_write
 
     if len(runs) < 2:
         raise ValueError(f"a trade-off plot needs two or more temperatures, got {len(runs)}")

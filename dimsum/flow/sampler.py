@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from ..validation import SAMPLERS, SCHEDULES
 from .paths import check_path, predict_x1
 
 try:  # torchdiffeq internals: used to stream dopri5 output grid points (see _dopri5_solver)
@@ -69,8 +70,7 @@ __all__ = [
 ]
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
-METHODS: tuple[str, ...] = ("dopri5", "heun", "euler")
-SCHEDULES: tuple[str, ...] = ("uniform", "karras")
+METHODS: tuple[str, ...] = SAMPLERS
 # EDM's defaults (Karras et al. 2022, table 1), not tuned for our models: on the embedded
 # model's 20-step runs, rho 5 / 10, sigma_max 40 / 200 and sigma_min 0.0005 / 0.01 / 0.03 were
 # within 0.1 of (or worse than) these defaults' 1.19 mean pixel error (of 255) against dopri5.

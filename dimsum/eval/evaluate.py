@@ -7,6 +7,7 @@ images and the training real images. Sampling shards over torchrun processes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import time
@@ -17,11 +18,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed as D
+from .. import distributed as D
+from ..data import load_emoji_dataset
+from ..data.emoji import attribution_notice
+from ..pipeline import DiMSUMPipeline
+from ..settings import DEFAULTS, SamplingSettings
+from ..validation import InputError, check_int
+from .classifier import (
+    evaluate_classifier,
+    features,
+    load_classifier,
+    predict,
+    save_classifier,
+    train_feature_classifier,
+)
+from .metrics import compute_metrics, inception_fid, manifold_membership, reference_metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parent.parent / "checkpoints" / "feature_classifier"
+DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[2] / "checkpoints" / "feature_classifier"
 
 
 def class_quota(labels: np.ndarray, num_classes: int, n: int) -> list[int]:
@@ -42,22 +57,25 @@ def hardware() -> str:
 
 @torch.no_grad()
 def generate(
-    pipe,
-    classes: list[int],
-    seeds: list[int],
+    pipe: DiMSUMPipeline,
+    sampling: SamplingSettings,
     *,
     batch_size: int,
     info: D.DistInfo | None = None,
-    **kw: Any,
 ) -> np.ndarray:
-    """(N, H, W, 3) uint8 samples; under torchrun each process makes its shard, then all gather."""
+    """(N, H, W, 3) uint8 samples, one per (class, seed) of `sampling`; under torchrun each
+    process makes its shard, then all gather."""
     info = info or D.DistInfo()
+    classes, seeds = sampling.classes, sampling.seeds
     idx = D.shard(list(range(len(classes))), info)
     chunks = []
     for i in range(0, len(idx), batch_size):
         part = idx[i : i + batch_size]
         out = pipe(
-            [classes[j] for j in part], [seeds[j] for j in part], return_trajectory=False, **kw
+            [classes[j] for j in part],
+            [seeds[j] for j in part],
+            return_trajectory=False,
+            **sampling.pipeline_kwargs(),
         )
         chunks.append((part, out.array))
     gathered = D.gather_objects(info, chunks)
@@ -84,10 +102,6 @@ class Evaluator:
         device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
-        from .data import load_emoji_dataset
-        from .eval import compute_metrics, features, load_classifier
-        from .validation import check_int
-
         check_int("num_samples", num_samples, 10, 1_000_000)
         self.clf = load_classifier(classifier or DEFAULT_CLASSIFIER, device=device)
         self.train = load_emoji_dataset("train", path=data) if data else load_emoji_dataset("train")
@@ -108,33 +122,22 @@ class Evaluator:
     @torch.no_grad()
     def __call__(
         self,
-        pipe,
+        pipe: DiMSUMPipeline,
+        sampling: SamplingSettings = DEFAULTS,
         *,
-        guidance_scale: float = 4.0,
-        num_steps: int = 20,
-        method: str = "heun",
-        schedule: str = "uniform",
-        temperature: float | None = None,
         batch_size: int = 64,
         info: D.DistInfo | None = None,
     ) -> dict[str, Any]:
-        """temperature: initial-noise scale (None: the model's `sampling_temperature`)."""
-        from .eval import compute_metrics, features, manifold_membership, predict
-
-        temperature = pipe.resolve_temperature(temperature)
-        start = time.perf_counter()
-        fake = generate(
-            pipe,
-            self.classes,
-            self.seeds,
-            batch_size=batch_size,
-            info=info,
-            guidance_scale=guidance_scale,
-            num_steps=num_steps,
-            method=method,
-            schedule=schedule,
-            temperature=temperature,
+        """Score `pipe` sampled with `sampling`; its classes and seeds are the evaluator's own
+        (the class quota, from `seed`). A None temperature: the model's `sampling_temperature`."""
+        sampling = dataclasses.replace(
+            sampling,
+            classes=self.classes,
+            seeds=self.seeds,
+            temperature=pipe.resolve_temperature(sampling.temperature),
         )
+        start = time.perf_counter()
+        fake = generate(pipe, sampling, batch_size=batch_size, info=info)
         seconds = time.perf_counter() - start
         fake_feats = features(self.clf, fake)
         membership = manifold_membership(self.f_train, fake_feats)  # kept for `gallery`
@@ -152,15 +155,9 @@ class Evaluator:
             "reference_heldout_vs_train": self.reference,
         }
         out["fd_ratio_to_reference"] = out["fd_emoji"] / max(self.reference["fd_emoji"], 1e-12)
-        out["settings"] = {
-            "num_samples": self.num_samples,
-            "guidance_scale": guidance_scale,
-            "steps": num_steps,
-            "method": method,
-            "schedule": schedule,  # checked by the pipeline before it sampled
-            "temperature": temperature,
-            "seed": self.seed,
-        }
+        # The settings schema, less the hundreds of classes and seeds that these two imply.
+        settings = {k: v for k, v in sampling.to_dict().items() if k not in ("classes", "seeds")}
+        out["settings"] = {"num_samples": self.num_samples, **settings, "seed": self.seed}
         out["sampling_seconds"] = round(seconds, 2)
         out["hardware"] = hardware()
         self.last_fake, self.last_fake_feats = fake, fake_feats
@@ -169,7 +166,7 @@ class Evaluator:
 
     def gallery(self, path: str | Path, *, title: str = "", per_class: int = 8) -> Path:
         """Precision gallery of the last evaluated samples (`dimsum.eval.gallery`)."""
-        from .eval.gallery import nearest_indices, precision_gallery
+        from .gallery import nearest_indices, precision_gallery
 
         nearest = nearest_indices(self.last_fake_feats, self.f_train)
         return precision_gallery(
@@ -191,30 +188,27 @@ def _setup(
     data: str | None,
     device: str | None,
     seed: int,
-    batch_size: int,
-) -> tuple[Any, Evaluator, D.DistInfo]:
+) -> tuple[DiMSUMPipeline, Evaluator, D.DistInfo]:
     """The pipeline, the evaluator and the process info of an evaluation command."""
-    from .pipeline import DiMSUMPipeline
-    from .validation import Limits
-
     info = D.setup(device)  # under torchrun: one process per GPU, samples sharded
     dev = info.device
-    # Evaluation batches are ours to choose: lift the per-request limits meant for public servers.
-    limits = Limits(max_images=max(batch_size, 1), max_work=float("inf"))
-    pipe = DiMSUMPipeline.from_pretrained(checkpoint, device=dev, limits=limits)
+    pipe = DiMSUMPipeline.from_pretrained(checkpoint, device=dev)
     ev = Evaluator(num_samples=num_samples, classifier=classifier, data=data, device=dev, seed=seed)
     return pipe, ev, info
 
 
+def _title(checkpoint: str | Path, num_samples: int, sampling: SamplingSettings) -> str:
+    return (
+        f"{Path(checkpoint).name}: {num_samples} samples, {sampling.sampler} {sampling.steps} "
+        f"steps, guidance {sampling.guidance_scale:g}"
+    )
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
+    sampling: SamplingSettings = DEFAULTS,
     *,
     num_samples: int = 900,
-    guidance_scale: float = 4.0,
-    num_steps: int = 20,
-    method: str = "heun",
-    schedule: str = "uniform",
-    temperature: float | None = None,
     classifier: str | Path | None = None,
     data: str | None = None,
     device: str | None = None,
@@ -225,31 +219,17 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Sample `num_samples` images and report metrics plus the real-vs-real reference.
 
-    temperature: initial-noise scale; None = the checkpoint's `sampling_temperature`.
+    sampling: how to sample (its classes and seeds are the evaluator's: see `Evaluator`); a None
+        temperature = the checkpoint's `sampling_temperature`.
     gallery: also write a precision gallery PNG there (`dimsum.eval.gallery`).
     """
-    pipe, ev, info = _setup(checkpoint, num_samples, classifier, data, device, seed, batch_size)
-    out = {
-        "checkpoint": str(checkpoint),
-        **ev(
-            pipe,
-            guidance_scale=guidance_scale,
-            num_steps=num_steps,
-            method=method,
-            schedule=schedule,
-            temperature=temperature,
-            batch_size=batch_size,
-            info=info,
-        ),
-    }
+    pipe, ev, info = _setup(checkpoint, num_samples, classifier, data, device, seed)
+    out = {"checkpoint": str(checkpoint), **ev(pipe, sampling, batch_size=batch_size, info=info)}
     if inception_weights:
-        from .eval import inception_fid
-
         out["fid_inception"] = inception_fid(ev.train.images, ev.last_fake, inception_weights)
     if gallery and info.is_main:
         title = (
-            f"{Path(checkpoint).name}: precision {out['precision']:.3f}, {num_samples} samples, "
-            f"{method} {num_steps} steps, guidance {guidance_scale:g}, "
+            f"{_title(checkpoint, num_samples, sampling)}, precision {out['precision']:.3f}, "
             f"temperature {out['settings']['temperature']:g}"
         )
         out["gallery"] = str(ev.gallery(gallery, title=title))
@@ -259,12 +239,9 @@ def evaluate_checkpoint(
 def temperature_sweep(
     checkpoint: str | Path,
     temperatures: Sequence[float],
+    sampling: SamplingSettings = DEFAULTS,
     *,
     num_samples: int = 450,
-    guidance_scale: float = 4.0,
-    num_steps: int = 20,
-    method: str = "heun",
-    schedule: str = "uniform",
     classifier: str | Path | None = None,
     data: str | None = None,
     device: str | None = None,
@@ -280,24 +257,14 @@ def temperature_sweep(
     """
     from tqdm.auto import tqdm
 
-    from .validation import InputError
-
     if len(temperatures) < 1:
         raise InputError("temperatures: give at least one value")
-    pipe, ev, info = _setup(checkpoint, num_samples, classifier, data, device, seed, batch_size)
+    pipe, ev, info = _setup(checkpoint, num_samples, classifier, data, device, seed)
     temps = [pipe.resolve_temperature(t) for t in temperatures]  # all checked before sampling
     runs = []
     for t in tqdm(temps, desc="temperatures", disable=not info.is_main):
-        report = ev(
-            pipe,
-            guidance_scale=guidance_scale,
-            num_steps=num_steps,
-            method=method,
-            schedule=schedule,
-            temperature=t,
-            batch_size=batch_size,
-            info=info,
-        )
+        at_t = dataclasses.replace(sampling, temperature=t)
+        report = ev(pipe, at_t, batch_size=batch_size, info=info)
         runs.append(report)
         log.info(
             "temperature %g: %s", t, {k: report[k] for k in ("fd_emoji", "precision", "recall")}
@@ -309,41 +276,43 @@ def temperature_sweep(
         "runs": runs,
     }
     if plot and info.is_main:
-        from .eval.tradeoff import tradeoff_plot
+        from .tradeoff import tradeoff_plot  # matplotlib: imported only to draw
 
-        title = (
-            f"{Path(checkpoint).name}: {num_samples} samples, {method} {num_steps} steps, "
-            f"guidance {guidance_scale:g}"
-        )
-        out["plot"] = str(
-            tradeoff_plot(
-                plot, runs, ev.reference, chosen=pipe.config.sampling_temperature, title=title
-            )
-        )
+        chosen = pipe.config.sampling_temperature
+        title = _title(checkpoint, num_samples, sampling)
+        out["plot"] = str(tradeoff_plot(plot, runs, ev.reference, chosen=chosen, title=title))
     return out
 
 
 def train_and_save_classifier(
-    out: str | Path, *, steps: int = 3000, data: str | None = None, seed: int = 0
+    out: str | Path,
+    *,
+    steps: int = 1500,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    data: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train the FD-emoji feature classifier on the training split and save it (safetensors)."""
-    from .data import load_emoji_dataset
-    from .eval import evaluate_classifier, save_classifier, train_feature_classifier
-
+    """Train the FD-emoji feature classifier on the training split and save it (safetensors),
+    with its accuracies and the real-vs-real reference metrics. The defaults are the recipe of
+    the classifier shipped in checkpoints/feature_classifier."""
     train = load_emoji_dataset("train", path=data) if data else load_emoji_dataset("train")
     held = load_emoji_dataset("heldout", path=data) if data else load_emoji_dataset("heldout")
     start = time.perf_counter()
-    model = train_feature_classifier(train, steps=steps, seed=seed)
-    seconds = time.perf_counter() - start
-    acc = evaluate_classifier(model, held.images, held.labels, held.categories)
-    save_classifier(
-        model,
-        out,
-        metadata={
-            "steps": steps,
-            "seed": seed,
-            "train_seconds": round(seconds, 1),
-            "heldout_accuracy": acc,
-        },
-    )
-    return {"out": str(out), "heldout_accuracy": acc, "train_seconds": round(seconds, 1)}
+    model = train_feature_classifier(train, steps, batch_size, lr, seed, device)
+    seconds = round(time.perf_counter() - start, 1)
+    report = {
+        "train_time_s": seconds,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "train": evaluate_classifier(model, train.images, train.labels),
+        "heldout": evaluate_classifier(model, held.images, held.labels, held.categories),
+        "reference": reference_metrics(model, train.images, held.images, seed=seed),
+        "data": "Emoji-32 (emoji-datasource@16.0.0, google+twitter), train split only",
+        "attribution": attribution_notice(),
+    }
+    save_classifier(model, out, metadata=report)
+    return {"out": str(out), **{k: v for k, v in report.items() if k != "attribution"}}
