@@ -19,7 +19,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from dimsum.checkpoints import load_checkpoint
-from dimsum.pipeline import DiMSUMPipeline, read_png_settings
+from dimsum.io import read_png_settings
+from dimsum.pipeline import DiMSUMPipeline
 from dimsum.validation import InputError
 
 from .conftest import PARITY
