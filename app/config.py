@@ -76,6 +76,8 @@ class AppConfig:
     # Mixed precision of the network: "auto" = bf16 autocast on GPUs that have it, fp32 on
     # CPUs; "fp32", "bf16", "fp16" force one.
     precision: str = "auto"
+    # x̂ of a latent run's scrubbed steps through the VAE: "auto" (on a GPU), "always", "never".
+    vae_previews: str = "auto"
     # Released models first (default model and loaded at start): on a Space with a GPU.
     prefer_released: bool = False
     server_name: str | None = None  # None: gradio reads GRADIO_SERVER_NAME (default 127.0.0.1)
@@ -126,6 +128,12 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
         help="where the models run (auto: cuda when a GPU or ZeroGPU is there, else cpu)",
     )
     p.add_argument(
+        "--vae-previews",
+        choices=["auto", "always", "never"],
+        default=os.environ.get("DIMSUM_VAE_PREVIEWS", "auto"),
+        help="decode a latent run's scrubbed steps with the VAE (auto: on a GPU)",
+    )
+    p.add_argument(
         "--released-first",
         action="store_true",
         default=_env_flag("DIMSUM_RELEASED_FIRST", default=False),
@@ -139,6 +147,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     return AppConfig(
         device=device,
         precision=a.precision,
+        vae_previews=a.vae_previews,
         prefer_released=a.released_first or (bool(os.environ.get("SPACE_ID")) and device == "cuda"),
         checkpoint=a.checkpoint or None,
         vae=a.vae or None,

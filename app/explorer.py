@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,15 @@ from .results import (
     WaveletPanels,
     WaveletsReset,
 )
-from .sampling import Done, Preview, Request, gpu_generate, gpu_stream, register_pipeline_source
+from .sampling import (
+    Done,
+    Preview,
+    Request,
+    gpu_decode,
+    gpu_generate,
+    gpu_stream,
+    register_pipeline_source,
+)
 from .state import RunExpired, RunRecord, RunStore, SessionState, build_record, plan_trace
 from .views import architecture, branches, evidence, scans, trajectory, wavelets
 
@@ -525,7 +534,24 @@ class Explorer:
     def trajectory_view(self, session: SessionState, step: Any) -> TrajectoryFrame:
         rec = self.run_for(session)
         s = self._step(rec, step)
+        if self.decodes_previews(rec):
+            decode = partial(gpu_decode, self.source, rec.model_key)
+            path = trajectory.decoded_frame(rec, s, decode)
+            note = " (x̂₁ decoded by the VAE, at the nearest stored step)"
+            return TrajectoryFrame(path, trajectory.caption(rec, s) + note)
         return TrajectoryFrame(trajectory.frame_path(rec, s), trajectory.caption(rec, s))
+
+    def decodes_previews(self, rec: RunRecord) -> bool:
+        """Scrubbed steps of a latent run show x̂₁ through the VAE where a decode is quick (a
+        GPU, or --vae-previews always); elsewhere the cheap linear latent->RGB map."""
+        if rec.space != "latent" or self.config.vae_previews == "never":
+            return False
+        if not self.registry.loaded(rec.model_key):
+            return False
+        pipe = self.registry.get(rec.model_key)
+        return pipe.vae is not None and (
+            self.config.vae_previews == "always" or pipe.device.type == "cuda"
+        )
 
     def trajectory_plot(self, session: SessionState) -> Any:
         return trajectory.curves_figure(self.run_for(session))

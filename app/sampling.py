@@ -95,14 +95,18 @@ def gpu_seconds(source: str, key: str, req: Request, *_: Any, **__: Any) -> int:
     return int(min(300, 15 + evals * per_eval))
 
 
-try:  # ZeroGPU (Hugging Face Spaces): run the GPU part inside a GPU-lease context
-    import spaces  # type: ignore[import-not-found]
+def gpu_lease(duration: Callable[..., int] | int) -> Callable[[Callable], Callable]:
+    """ZeroGPU (Hugging Face Spaces): run the function inside a GPU lease of `duration` seconds
+    (a number, or a callable of the function's arguments); elsewhere the function itself."""
+    try:
+        import spaces  # type: ignore[import-not-found]
 
-    gpu: Callable[[Callable[..., Any]], Callable[..., Any]] = spaces.GPU(duration=gpu_seconds)
-except Exception:  # noqa: BLE001 - not on Spaces, or spaces without a GPU: plain functions
+        return spaces.GPU(duration=duration)
+    except Exception:  # noqa: BLE001 - not on Spaces, or spaces without a GPU
+        return lambda fn: fn
 
-    def gpu(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return fn
+
+gpu = gpu_lease(gpu_seconds)  # sampling: a lease sized from the request
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,18 @@ def gpu_generate(source: str, key: str, req: Request) -> PipelineOutput:
     def work() -> PipelineOutput:
         with MODEL_LOCK:
             return _call_pipeline(pipe, req, return_trajectory=False)
+
+    return run_on_compute_thread(work).result()
+
+
+@gpu_lease(30)  # one VAE decode of a few latents
+def gpu_decode(source: str, key: str, latents: np.ndarray) -> np.ndarray:
+    """VAE decode of stored latents (N, C, h, w) -> (N, H, W, 3) uint8 (x̂ at a scrubbed step)."""
+    pipe = _pipeline(source, key)
+
+    def work() -> np.ndarray:
+        with MODEL_LOCK:
+            return pipe.decode(torch.from_numpy(latents.astype(np.float32)))
 
     return run_on_compute_thread(work).result()
 

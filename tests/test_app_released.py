@@ -63,12 +63,15 @@ def test_app_serves_an_official_latent_folder_with_its_vae(tmp_path: Path) -> No
 
     folder = bare_folder(tmp_path, official_kwargs(True))
     vae = tiny_vae(tmp_path / "vae")
-    server = start_server(AppConfig(checkpoint=str(folder), vae=str(vae), threads=1))
+    config = AppConfig(checkpoint=str(folder), vae=str(vae), threads=1, vae_previews="always")
+    server = start_server(config)
     try:
-        out = Client(server.url, verbose=False).predict(
-            "3", "0", 2, "euler", 4.0, 2, api_name="/generate"
-        )
+        client = Client(server.url, verbose=False)
+        out = client.predict("3", "0", 2, "euler", 4.0, 2, api_name="/generate")
         with Image.open(out[1][0]["image"]) as im:
             assert im.size == (32, 32) and im.mode == "RGB"  # decoded by the VAE, not 4-channel
+        client.predict(api_name="/refresh_views")
+        frame, caption = client.predict(0, api_name="/trajectory_view")
+        assert "decoded by the VAE" in caption  # x̂ at a scrubbed step, not the linear map
     finally:
         server.close()

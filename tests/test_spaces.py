@@ -82,7 +82,8 @@ req = Request([0] * 4, [0, 1, 2, 3], 4.0, 20, "heun", [], [])
 print(json.dumps({
     "after_torch": spaces.IMPORTED_AFTER_TORCH,
     "decorated": sorted(d["name"] for d in gpu),
-    "durations": [d["duration"](ex.source, ex.default_key, req) for d in gpu],
+    "durations": {d["name"]: d["duration"] if isinstance(d["duration"], int)
+                  else d["duration"](ex.source, ex.default_key, req) for d in gpu},
     "default": ex.default_key,
     "loaded": sorted(k for k in ex.registry.sources if ex.registry.loaded(k)),
     "sources": sorted(ex.registry.sources),
@@ -112,9 +113,11 @@ def test_zerogpu_import_decorates_the_gpu_work_with_a_request_sized_lease(
     zerogpu_import: dict,
 ) -> None:
     assert not zerogpu_import["after_torch"]
-    assert zerogpu_import["decorated"] == ["gpu_generate", "gpu_stream"]
-    for seconds in zerogpu_import["durations"]:  # a callable of the request, not a constant
-        assert isinstance(seconds, int) and 15 <= seconds <= 300
+    assert zerogpu_import["decorated"] == ["gpu_decode", "gpu_generate", "gpu_stream"]
+    durations = zerogpu_import["durations"]
+    assert durations["gpu_decode"] == 30  # one VAE decode
+    for name in ("gpu_generate", "gpu_stream"):  # a callable of the request, not a constant
+        assert isinstance(durations[name], int) and 15 <= durations[name] <= 300
 
 
 def test_zerogpu_import_loads_every_local_model_at_start(zerogpu_import: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import plotly.graph_objects as go
@@ -19,6 +20,22 @@ def frame(record: RunRecord, step: int) -> np.ndarray:
     """The composite for one step: x_t (top) and x̂₁ (bottom) for every image."""
     factor = fit_factor(record.previews_xt.shape[2], 96)
     return pair_frame(record.previews_xt[step], record.previews_x1[step], factor)
+
+
+def decoded_frame(record: RunRecord, step: int, decode: Callable[[np.ndarray], np.ndarray]) -> str:
+    """PNG of a latent run's step with x̂₁ decoded by the VAE (top row: x_t's linear preview),
+    at the stored step nearest `step`; rendered once per step."""
+
+    def render() -> str:
+        i = record.nearest_raw(step)
+        images = decode(record.x1_hat[i])  # (N, H, W, 3) uint8 at the VAE's resolution
+        size = record.previews_xt.shape[2] * fit_factor(record.previews_xt.shape[2], 96)
+        small = np.stack([np.asarray(Image.fromarray(im).resize((size, size))) for im in images])
+        top = np.stack([np.asarray(Image.fromarray(x).resize((size, size), Image.NEAREST))
+                        for x in record.previews_xt[record.raw_steps[i]]])  # fmt: skip
+        return write_png(pair_frame(top, small, 1), record.folder / f"frame_vae_{step:04d}.png")
+
+    return record.cached(("frame-vae", step), render)
 
 
 def live_frame(xt_rgb: np.ndarray, x1_rgb: np.ndarray) -> np.ndarray:
