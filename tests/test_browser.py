@@ -5,7 +5,8 @@ checks what is visible, saves a screenshot of each view to assets/screenshots/, 
 the page never requests anything outside the app's own origin (fonts, CDNs, analytics).
 
 Needs `/usr/bin/chromium` (apt-get install chromium) and `pip install playwright`; skipped
-cleanly when either is missing.
+cleanly when either is missing, except under CI=true, where either missing (or a Chromium that
+does not start) is a failure (`tests/ci.py`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from .ci import unavailable
+
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]
 
-CHROMIUM = os.environ.get("DIMSUM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("DIMSUM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -33,9 +36,12 @@ ARGS = [
 ]
 ASSET_SHOTS = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-    pytest.skip("Debian chromium is not installed (/usr/bin/chromium)", allow_module_level=True)
+try:
+    from playwright import sync_api
+except ImportError:
+    unavailable("playwright is not installed", allow_module_level=True)
+if not Path(CHROMIUM).exists():
+    unavailable(f"Debian chromium is not installed ({CHROMIUM})", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +56,8 @@ def browser():
     with sync_api.sync_playwright() as p:
         try:
             b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        except Exception as err:  # noqa: BLE001 - a broken browser install is a skip, not a failure
-            pytest.skip(f"chromium does not start: {err}")
+        except Exception as err:  # noqa: BLE001 - a broken browser: skip locally, fail in CI
+            unavailable(f"chromium does not start: {err}")
         yield b
         b.close()
 
