@@ -100,7 +100,9 @@ def test_stop_ends_sampling_within_a_few_evaluations(url: str, monkeypatch) -> N
     after = calls.n - at_cancel
     # Bound: the cancel's round trip (HTTP, gradio's task cancellation, the next step's check)
     # at a few ms per evaluation; a run that ignored Stop would add the remaining ~450.
-    assert after <= STOP_BOUND, f"{after} evaluations after Stop ({at_cancel} before, {full} in all)"
+    assert after <= STOP_BOUND, (
+        f"{after} evaluations after Stop ({at_cancel} before, {full} in all)"
+    )
     time.sleep(1.0)
     assert calls.n == at_cancel + after, "evaluations went on after the model was released"
     print(f"stop: {at_cancel} evaluations before the cancel, {after} after, full run {full}")

@@ -89,6 +89,7 @@ VALID_ARGS = st.tuples(
     st.floats(0, 2, allow_nan=False) | st.just(1),
 )
 
+
 def new_counter() -> dict[str, int]:
     return {"requests": 0, "ok": 0, "rejected": 0}
 
@@ -146,7 +147,9 @@ def test_generate_fuzz(client: Client) -> None:
         # One example in ten is well-formed; 7 rather than 0 because Hypothesis favours the
         # ends of a range, which would make the (slower) valid branch the common one.
         args = valid if branch == 7 else random_args
-        assert not any(isinstance(v, float) and not math.isfinite(v) for v in args)  # no NaN in JSON
+        assert not any(
+            isinstance(v, float) and not math.isfinite(v) for v in args
+        )  # no NaN in JSON
         _send(client, args, counter)
 
     one_request()

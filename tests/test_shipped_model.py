@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dimsum.pipeline import DiMSUMPipeline
 from dimsum.validation import Limits

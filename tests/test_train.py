@@ -289,5 +289,7 @@ def test_bf16_training_runs_in_bf16_and_updates_the_weights(
     assert dtypes == [torch.bfloat16] * 5, dtypes
     assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
-    moved = [k for k in after if after[k].is_floating_point() and not torch.equal(after[k], before[k])]
+    moved = [
+        k for k in after if after[k].is_floating_point() and not torch.equal(after[k], before[k])
+    ]
     assert len(moved) > len(after) // 2, f"only {len(moved)} of {len(after)} tensors changed"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 import pytest
 
@@ -18,7 +17,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # Flags whose value lands in a field of another name, or in another form.
 SPECIAL = {
     "no_balance": ([], "balance", 0.0),
-    "model_overrides": (['{"depth": 3, "mlp_ratio": 2.0}'], "model_overrides", {"depth": 3, "mlp_ratio": 2.0}),
+    "model_overrides": (
+        ['{"depth": 3, "mlp_ratio": 2.0}'],
+        "model_overrides",
+        {"depth": 3, "mlp_ratio": 2.0},
+    ),
 }
 
 
@@ -69,11 +72,11 @@ def test_flag_reaches_train_config(action: argparse.Action, monkeypatch) -> None
         field = action.dest
     assert field in FIELDS, f"{flag} has no TrainConfig field {field!r}"
     tc = _captured(monkeypatch, [flag, *values])
-    assert getattr(tc, field) == want, f"{flag} {values}: TrainConfig.{field} = {getattr(tc, field)!r}"
+    assert getattr(tc, field) == want, (
+        f"{flag} {values}: TrainConfig.{field} = {getattr(tc, field)!r}"
+    )
     assert getattr(TrainConfig(), field) != want, "the test value must differ from the default"
-    changed = {
-        f for f in FIELDS if getattr(tc, f) != getattr(TrainConfig(), f)
-    }
+    changed = {f for f in FIELDS if getattr(tc, f) != getattr(TrainConfig(), f)}
     assert changed == {field}, f"{flag} changed {sorted(changed)}"
 
 
@@ -85,4 +88,3 @@ def test_flag_reaches_train_config(action: argparse.Action, monkeypatch) -> None
 def test_every_train_config_field_has_a_flag() -> None:
     reached = {a.dest for a in train_actions()} | {"balance"}
     assert set(FIELDS) <= reached, sorted(set(FIELDS) - reached)
-
