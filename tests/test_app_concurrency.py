@@ -13,7 +13,11 @@ from PIL import Image
 pytest.importorskip("gradio_client")
 from gradio_client import Client  # noqa: E402
 
+from .counting import count_forwards  # noqa: E402
+
 SEEDS = (11, 22, 33, 44)
+STOP_STEPS = 250  # the app's maximum
+STOP_BOUND = 40  # evaluations allowed between the cancel and the model's release
 ARGS = ("Animals & Nature", None, 2, "heun", 3.0, 2)  # seed filled in per client
 
 
@@ -68,21 +72,40 @@ def test_concurrent_views_while_generating(url: str) -> None:
             f.result(timeout=300)
 
 
-def test_stop_releases_the_model(url: str) -> None:
-    """Stopping a long run (the Stop button cancels the event) ends sampling at the next step,
-    so the next user does not wait for the abandoned run."""
+def test_stop_ends_sampling_within_a_few_evaluations(url: str, monkeypatch) -> None:
+    """Stop (the button cancels the event) ends sampling at the next step: counted in network
+    evaluations, few happen after the cancel, and the run ends far short of its full length, so
+    the next user does not wait for the abandoned run. The run is long (250 Heun steps with
+    guidance: ~500 evaluations), so a Stop that did nothing would show here."""
     from app.sampling import MODEL_LOCK
+    from app.testing import shared_server
+
+    explorer = shared_server().explorer
+    calls = count_forwards(explorer.registry.get(explorer.default_key).model, monkeypatch)
+    full = 2 * STOP_STEPS - 1  # Heun: two evaluations a step, none after the last
 
     client = Client(url, verbose=False)
-    job = client.submit("Objects", "0", 200, "euler", 1.0, 1, api_name="/generate")
+    job = client.submit("Objects", "0", STOP_STEPS, "heun", 3.0, 1, api_name="/generate")
     deadline = time.monotonic() + 120
-    while not job.outputs() and not job.done() and time.monotonic() < deadline:  # first preview
-        time.sleep(0.05)
+    while (calls.n < 10 or not job.outputs()) and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.02)  # a preview arrived and sampling is under way
     assert job.outputs(), "no preview arrived"
+    at_cancel = calls.n
+    assert at_cancel < full // 4, f"the run was nearly done before Stop ({at_cancel} of {full})"
     job.cancel()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while MODEL_LOCK.locked() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert not MODEL_LOCK.locked(), "sampling went on after the run was cancelled"
+    after = calls.n - at_cancel
+    # Bound: the cancel's round trip (HTTP, gradio's task cancellation, the next step's check)
+    # at a few ms per evaluation; a run that ignored Stop would add the remaining ~450.
+    assert after <= STOP_BOUND, (
+        f"{after} evaluations after Stop ({at_cancel} before, {full} in all)"
+    )
+    time.sleep(1.0)
+    assert calls.n == at_cancel + after, "evaluations went on after the model was released"
+    print(f"stop: {at_cancel} evaluations before the cancel, {after} after, full run {full}")
+
     out = client.predict("Objects", "1", 1, "euler", 1.0, 1, api_name="/generate")
     assert len(out[2]) == 1
