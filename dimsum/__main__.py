@@ -1,0 +1,7 @@
+"""`python -m dimsum ...` is the `dimsum` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
