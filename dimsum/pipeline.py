@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from PIL import Image, PngImagePlugin
 from . import __version__
 from .config import MAX_TEMPERATURE
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
+from .interventions import Intervention, apply_interventions, check_interventions
 from .models import DiMSUM
 from .tracing import FeatureRecorder, trace_features
 from .validation import (
@@ -221,6 +223,7 @@ class DiMSUMPipeline:
         trace_names: Sequence[str] | None = None,
         trace_dtype: torch.dtype = torch.float16,
         callback: Callable[[StepRecord], bool | None] | None = None,
+        interventions: Sequence[Intervention] | None = None,
     ) -> PipelineOutput:
         """Generate one image per (class, seed).
 
@@ -234,6 +237,9 @@ class DiMSUMPipeline:
             features (`dimsum.tracing`); None = no tracing (zero cost).
         trace_blocks / trace_names: which blocks and which `TRACE_NAMES` to keep (default all).
         callback: called per recorded step (streaming previews); return True to stop early.
+        interventions: parts of the network to change (`dimsum.interventions`; also their text
+            form "freq-off:blocks=0-3:t=0-0.5"), each for its blocks at the evaluations whose t
+            is in its t_range; recorded in settings["interventions"]. None = the official model.
         """
         classes_l, seeds_l, cfg, num_steps, method, path = self.validate(
             classes, seeds, guidance_scale, num_steps, method, path
@@ -241,6 +247,7 @@ class DiMSUMPipeline:
         schedule = self.resolve_schedule(method, schedule)
         temperature = self.resolve_temperature(temperature)
         model, n = self.model, len(seeds_l)
+        edits = check_interventions(model, interventions) if interventions else []
         y = torch.tensor(classes_l, dtype=torch.long, device=self.device)
         guided = cfg != 1.0 and self.config.learn_null_class and self.config.num_label_rows > 1
 
@@ -262,7 +269,9 @@ class DiMSUMPipeline:
             calls += 1
             # Inference mode (not just no_grad): no view or version tracking, ~3% faster on the
             # CPU. Its outputs only enter ordinary ops of the sampler, which return ordinary tensors.
-            with torch.inference_mode():
+            # Interventions gate on the time of the evaluation (all rows share one t).
+            edit = apply_interventions(model, edits, float(t[0])) if edits else nullcontext()
+            with torch.inference_mode(), edit:
                 return model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -307,6 +316,8 @@ class DiMSUMPipeline:
             software=f"dimsum {__version__}",
             nfe=traj.nfe if traj is not None else calls,
         )
+        if edits:  # only then: plain runs keep exactly their former settings
+            settings["interventions"] = [iv.to_dict() for iv in edits]
         out = PipelineOutput(
             images=[Image.fromarray(a) for a in array],
             array=array,

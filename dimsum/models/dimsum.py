@@ -161,9 +161,8 @@ class CombinedBlock(nn.Module):
         self.mlp = GatedMLP(dim, int(dim * config.mlp_ratio))
         self.drop_path = DropPath(drop_path)
         self.tracer: Tracer | None = None
-        self.edit: BlockEdit | None = (
-            None  # an intervention (dimsum.interventions); None = official
-        )
+        # An intervention (dimsum.interventions) sets this; None = the official computation.
+        self.edit: BlockEdit | None = None
 
     def _record(self, name: str, value: torch.Tensor) -> None:
         assert self.tracer is not None
