@@ -1,6 +1,7 @@
 """`dimsum` command line: sample, train, eval, build-data, train-classifier, info.
 
 dimsum sample --classes "Smileys & Emotion" 0 3 --seeds 0 1 2 --steps 20 --out grid.png
+dimsum sample --classes 6 --seeds 0 1 2 3 --intervention freq-off:t=0-0.5 --out freq-off.png
 dimsum train --preset emoji-S --out runs/emoji-S --steps 20000
 dimsum eval --checkpoint checkpoints --num-samples 900 --json eval.json
 """
@@ -37,10 +38,12 @@ def cmd_sample(a: argparse.Namespace) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
+    from .interventions import Intervention, check_interventions
     from .io import image_grid, save_png
     from .pipeline import DiMSUMPipeline, VAEUnavailableError
     from .settings import SamplingSettings
 
+    interventions = [Intervention.parse(spec) for spec in a.intervention or []]
     try:
         pipe = DiMSUMPipeline.from_pretrained(a.checkpoint, device=a.device, vae=a.vae)
     except VAEUnavailableError as err:
@@ -61,6 +64,8 @@ def cmd_sample(a: argparse.Namespace) -> int:
     pipe.validate(s.classes, s.seeds, s.guidance_scale, s.steps, s.sampler, s.path)
     pipe.resolve_schedule(s.sampler, s.schedule)
     pipe.resolve_temperature(s.temperature)
+    if interventions:
+        check_interventions(pipe.model, interventions)
     bar = tqdm(total=None, desc="sampling", unit="step")
 
     def progress(rec) -> None:
@@ -73,6 +78,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
         **s.pipeline_kwargs(),
         callback=progress,
         return_trajectory=a.trajectory is not None,
+        interventions=interventions or None,
     )
     bar.close()
     save_png(image_grid(out.array, cols=a.cols), a.out, out.settings)
@@ -298,6 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--vae", default=os.environ.get("DIMSUM_VAE"), help="VAE folder or hub id (latent models)"
     )
     s.add_argument("--device", default="cpu")
+    s.add_argument(
+        "--intervention",
+        action="append",
+        metavar="KIND[:blocks=B][:t=T0-T1][:with=R]",
+        help="change part of the network (repeatable): KIND freq-off | spatial-off (with=zeros "
+        "or other: the other branch's output) | fusion-add | attn-skip | freq-raster (with="
+        "raster or spatial); blocks 'all', '0-3' or '0,2'; t range inclusive, 0 = noise. "
+        "E.g. freq-off:blocks=0-3:t=0-0.5. See docs/interventions.md",
+    )
     s.set_defaults(fn=cmd_sample)
 
     t = sub.add_parser("train", help="train a pixel-space model (torchrun for DDP)")

@@ -11,9 +11,9 @@ Each sample's noise comes from its own seed (a CPU generator), so an image depen
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from . import __version__
 from .config import MAX_TEMPERATURE
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .flow.cuda_graph import graph_velocity
+from .interventions import Intervention, apply_interventions, check_interventions
 from .models import DiMSUM
 from .settings import DEFAULTS, MAX_GUIDANCE, MAX_STEPS, SamplingSettings
 from .tracing import FeatureRecorder, trace_features
@@ -128,9 +129,9 @@ class DiMSUMPipeline:
         return self.model.config
 
     # ---- helpers --------------------------------------------------------------------------
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _autocast(self) -> AbstractContextManager:
         if self.autocast is None:
-            return contextlib.nullcontext()
+            return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast)
 
     def noise(self, seeds: Sequence[int], temperature: float = 1.0) -> torch.Tensor:
@@ -212,6 +213,7 @@ class DiMSUMPipeline:
         trace_names: Sequence[str] | None = None,
         trace_dtype: torch.dtype = torch.float16,
         callback: Callable[[StepRecord], bool | None] | None = None,
+        interventions: Sequence[Intervention] | None = None,
     ) -> PipelineOutput:
         """Generate one image per (class, seed); `pipe(s.classes, s.seeds, **s.pipeline_kwargs())`
         runs a `SamplingSettings` s.
@@ -226,6 +228,9 @@ class DiMSUMPipeline:
             features (`dimsum.tracing`); None = no tracing (zero cost).
         trace_blocks / trace_names: which blocks and which `TRACE_NAMES` to keep (default all).
         callback: called per recorded step (streaming previews); return True to stop early.
+        interventions: parts of the network to change (`dimsum.interventions`; also their text
+            form "freq-off:blocks=0-3:t=0-0.5"), each for its blocks at the evaluations whose t
+            is in its t_range; recorded in settings["interventions"]. None = the official model.
         """
         classes_l, seeds_l, cfg, num_steps, method, path = self.validate(
             classes, seeds, guidance_scale, num_steps, method, path
@@ -233,6 +238,7 @@ class DiMSUMPipeline:
         schedule = self.resolve_schedule(method, schedule)
         temperature = self.resolve_temperature(temperature)
         model, n = self.model, len(seeds_l)
+        edits = check_interventions(model, interventions) if interventions else []
         y = torch.tensor(classes_l, dtype=torch.long, device=self.device)
         guided = cfg != 1.0 and self.config.learn_null_class and self.config.num_label_rows > 1
 
@@ -252,14 +258,18 @@ class DiMSUMPipeline:
         def network(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             # Inference mode (not just no_grad): no view or version tracking, ~3% faster on the
             # CPU. Its outputs only enter ordinary ops of the sampler, which return ordinary tensors.
-            with torch.inference_mode(), self._autocast():
+            # Interventions gate on the time of the evaluation (all rows share one t).
+            edit = apply_interventions(model, edits, float(t[0])) if edits else nullcontext()
+            with torch.inference_mode(), self._autocast(), edit:
                 v = model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
             return v.float()
 
         x0 = self.noise(seeds_l, temperature)
-        # On CUDA, one graph per call replays the evaluation without its kernel launches; a
-        # traced run needs the eager hooks, and capture falls back to eager where impossible.
-        fast = graph_velocity(network, x0) if self.cuda_graphs and not want else network
+        # On CUDA, one graph per call replays the evaluation without its kernel launches. A
+        # traced run needs the eager hooks and interventions change the computation with t, so
+        # both stay eager; capture falls back to eager wherever it is impossible.
+        graphable = self.cuda_graphs and not want and not edits
+        fast = graph_velocity(network, x0) if graphable else network
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             nonlocal calls
@@ -308,6 +318,8 @@ class DiMSUMPipeline:
             software=f"dimsum {__version__}",
             nfe=traj.nfe if traj is not None else calls,
         )
+        if edits:  # only then: plain runs keep exactly their former settings
+            settings["interventions"] = [iv.to_dict() for iv in edits]
         out = PipelineOutput(
             images=[Image.fromarray(a) for a in array],
             array=array,

@@ -18,12 +18,17 @@ Combined block (official `DiMBlockCombined`):
     h = n + fusion(s, w)        cross-attention: each branch queries the other
     h = h + gate * GatedMLP(modulate(RMSNorm_2(h)))
     return h, r
+
+Interventions (`dimsum.interventions`) change this computation through two explicit hook points,
+`CombinedBlock.edit` (a `BlockEdit`) and `DiMSUM.attn_skip`; both are off by default and then
+the forward above runs unchanged.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,25 @@ from .wavelets import HaarDWT, HaarIDWT, inverse_wavelet_tokens, wavelet_tokens
 
 # A tracer receives (block index, name, tensor); see dimsum.tracing.
 Tracer = Callable[[int, str, torch.Tensor], None]
+# A scan order given as (perm, inverse perm), both (L,) int64.
+ScanOrder = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BlockEdit:
+    """A change to one combined block's computation (set by `dimsum.interventions`).
+
+    spatial / freq: "keep" the branch's output, replace it by "zeros", or by the "other"
+        branch's output (computed on the other branch's input half).
+    fusion: "cross" (the official cross-attention) or "add": f = cat(s, w), i.e. each branch's
+        output is added to its own half of the normalized input, with no mixing between them.
+    freq_order: scan order of the frequency branch instead of its window scan (None = keep).
+    """
+
+    spatial: str = "keep"
+    freq: str = "keep"
+    fusion: str = "cross"
+    freq_order: ScanOrder | None = None
 
 
 class _ScannedMamba(nn.Module):
@@ -71,12 +95,14 @@ class _ScannedMamba(nn.Module):
         self.register_buffer("scan_perm", perm, persistent=False)
         self.register_buffer("scan_inv", inverse_permutation(perm), persistent=False)
 
-    def mix(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x (N, L, d) in raster/token layout -> same layout."""
+    def mix(self, x: torch.Tensor, c: torch.Tensor, order: ScanOrder | None = None) -> torch.Tensor:
+        """x (N, L, d) in raster/token layout -> same layout. order: (perm, inv) instead of
+        this layer's scan order (an intervention)."""
+        perm, inv = (self.scan_perm, self.scan_inv) if order is None else order
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
-        xs = x.index_select(1, self.scan_perm)  # ~5x faster than x[:, perm] on CPU
+        xs = x.index_select(1, perm)  # ~5x faster than x[:, perm] on CPU
         xs = xs + gate.unsqueeze(1) * self.mixer(modulate(xs, shift, scale))
-        return xs.index_select(1, self.scan_inv)
+        return xs.index_select(1, inv)
 
 
 class SpatialBranch(_ScannedMamba):
@@ -95,13 +121,17 @@ class FrequencyBranch(_ScannedMamba):
         self.idwt = HaarIDWT()
 
     def forward(
-        self, x: torch.Tensor, c: torch.Tensor, record: Callable[[str, torch.Tensor], None] | None
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        record: Callable[[str, torch.Tensor], None] | None,
+        order: ScanOrder | None = None,
     ) -> torch.Tensor:
         tokens, bands = wavelet_tokens(x, self.dwt, self.idwt)
         if record is not None:
             record("freq_bands", bands)  # (N, 16, D/2, side/4, side/4)
             record("freq_tokens", tokens)
-        return inverse_wavelet_tokens(self.mix(tokens, c), self.idwt, self.dwt)
+        return inverse_wavelet_tokens(self.mix(tokens, c, order), self.idwt, self.dwt)
 
 
 class CombinedBlock(nn.Module):
@@ -131,6 +161,8 @@ class CombinedBlock(nn.Module):
         self.mlp = GatedMLP(dim, int(dim * config.mlp_ratio))
         self.drop_path = DropPath(drop_path)
         self.tracer: Tracer | None = None
+        # An intervention (dimsum.interventions) sets this; None = the official computation.
+        self.edit: BlockEdit | None = None
 
     def _record(self, name: str, value: torch.Tensor) -> None:
         assert self.tracer is not None
@@ -144,13 +176,16 @@ class CombinedBlock(nn.Module):
         r = r.float()  # the residual stream is kept in float32 (official residual_in_fp32)
         n = self.norm(r)
         x1, x2 = n.chunk(2, dim=-1)
-        s = self.spatial_mamba(x1, c)
-        w = (
-            self.freq_mamba(x2, c, record)
-            if isinstance(self.freq_mamba, FrequencyBranch)
-            else self.freq_mamba(x2, c)
-        )
-        f = self.proj(s, w)
+        if self.edit is None:  # the official computation
+            s = self.spatial_mamba(x1, c)
+            w = (
+                self.freq_mamba(x2, c, record)
+                if isinstance(self.freq_mamba, FrequencyBranch)
+                else self.freq_mamba(x2, c)
+            )
+            f = self.proj(s, w)
+        else:
+            s, w, f = self._edited_branches(self.edit, x1, x2, c, record)
         out = n + f  # the normalized input, not the residual stream (official)
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
         out = out + gate.unsqueeze(1) * self.mlp(modulate(self.norm_2(out), shift, scale))
@@ -161,6 +196,43 @@ class CombinedBlock(nn.Module):
             record("fusion_out", f)
             record("block_out", out)
         return out, r
+
+    def _edited_branches(
+        self,
+        edit: BlockEdit,
+        x1: torch.Tensor,
+        x2: torch.Tensor,
+        c: torch.Tensor,
+        record: Callable[[str, torch.Tensor], None] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Branches and fusion under an intervention. x1, x2 (N, L, D/2) -> (s, w, f).
+
+        A branch whose output is not used is not run (its traces are then absent).
+        """
+        s = w = None
+        if edit.spatial == "keep" or edit.freq == "other":
+            s = self.spatial_mamba(x1, c)
+        if edit.freq == "keep" or edit.spatial == "other":
+            if isinstance(self.freq_mamba, FrequencyBranch):
+                w = self.freq_mamba(x2, c, record, edit.freq_order)
+            else:
+                w = self.freq_mamba(x2, c)
+        s_used = _replaced(edit.spatial, s, w, x1)
+        w_used = _replaced(edit.freq, w, s, x2)
+        if edit.fusion == "add":
+            f = torch.cat([s_used, w_used], dim=-1)
+        else:
+            f = self.proj(s_used, w_used)
+        return s_used, w_used, f
+
+
+def _replaced(
+    choice: str, own: torch.Tensor | None, other: torch.Tensor | None, like: torch.Tensor
+) -> torch.Tensor:
+    """A branch's output under a `BlockEdit` choice: "keep", "other" or "zeros"."""
+    out = torch.zeros_like(like) if choice == "zeros" else own if choice == "keep" else other
+    assert out is not None  # _edited_branches runs every branch whose output is used
+    return out
 
 
 class AttentionBlock(DiTBlock):
@@ -197,6 +269,8 @@ class DiMSUM(nn.Module):
         self.blocks = nn.ModuleList(block_cls(config, i, dpr[i]) for i in range(config.depth))
         if 0 < config.attn_every <= config.depth:  # only when some block is followed by it
             self.attn_block = DiTBlock(d, config.attn_heads, config.mlp_ratio)
+        # Blocks after which the shared attention block is skipped (an intervention).
+        self.attn_skip: frozenset[int] = frozenset()
         self.final_layer = FinalLayer(d, config.patch_size, config.out_channels)
         self.initialize_weights()
 
@@ -244,7 +318,7 @@ class DiMSUM(nn.Module):
         residual = None
         for i, block in enumerate(self.blocks):
             h, residual = block(h, residual, c)
-            if attention_after(i, self.config.attn_every):
+            if attention_after(i, self.config.attn_every) and i not in self.attn_skip:
                 h = self.attn_block(h, c)
         return self.unpatchify(self.final_layer(h, c))
 
