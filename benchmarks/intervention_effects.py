@@ -29,7 +29,8 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
     sys.path.insert(0, str(ROOT))
 
 from dimsum.interventions import compare, difference_rgb  # noqa: E402
-from dimsum.pipeline import DiMSUMPipeline, image_grid  # noqa: E402
+from dimsum.io import image_grid  # noqa: E402
+from dimsum.pipeline import DiMSUMPipeline  # noqa: E402
 
 DEFAULT_SPECS = (
     "freq-off:t=0-0.5",

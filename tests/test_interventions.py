@@ -17,8 +17,9 @@ from dimsum.interventions import (
     compare,
     subband_energy,
 )
+from dimsum.io import read_png_settings
 from dimsum.models.layers import modulate
-from dimsum.pipeline import DiMSUMPipeline, read_png_settings
+from dimsum.pipeline import DiMSUMPipeline
 from dimsum.tracing import FeatureRecorder, trace_features
 from dimsum.validation import InputError
 
