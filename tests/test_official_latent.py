@@ -148,3 +148,14 @@ def test_bf16_autocast_is_opt_in_and_close(tmp_path: Path, vae_dir: Path) -> Non
     fast = pipe([3], [0], num_steps=2, method="euler").array
     diff = np.abs(exact.astype(int) - fast.astype(int))
     assert 0 < diff.max() and diff.mean() < 8  # bf16 matmuls: different bits, the same image
+
+
+def test_unconditional_official_model_samples_without_guidance(vae_dir: Path) -> None:
+    """CelebA-HQ / Church style (one class, no null row): guidance does not apply, and the
+    recorded settings say what ran."""
+    pipe = DiMSUMPipeline.from_pretrained(PARITY / "uncond_tiny" / "checkpoint.pt", vae=vae_dir)
+    assert (pipe.config.space, pipe.config.is_class_conditional) == ("latent", False)
+    out = pipe([0], [0], guidance_scale=4.0, num_steps=2, method="euler")
+    assert out.settings["guidance_scale"] == 1.0 and out.array.shape[-1] == 3
+    plain = pipe([0], [0], guidance_scale=1.0, num_steps=2, method="euler")
+    assert (out.array == plain.array).all()
