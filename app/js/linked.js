@@ -48,14 +48,14 @@ if (!document.getElementById("dl-style")) {
 .dl-root .dl-row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start;margin-bottom:10px}
 .dl-root .dl-panel{background:#fff;border:1px solid #dee2e6;border-radius:10px;padding:8px}
 .dl-root .dl-panel h4{margin:0 0 4px 0;font-size:13px;font-weight:600}
-.dl-root .dl-sub{font-size:11.5px;color:#495057;max-width:300px;margin:2px 0 0 0}
+.dl-root .dl-sub{font-size:11.5px;color:#495057;max-width:290px;margin:2px 0 0 0}
 .dl-root svg text{fill:#212529;font-family:system-ui,sans-serif}
 .dl-root [data-tok],.dl-root [data-pos],.dl-root [data-band]{cursor:crosshair}
 .dl-root .dl-cur{stroke:#ff6b00;stroke-width:3}
 .dl-root .dl-patch{stroke:#fff;stroke-width:2;stroke-dasharray:4 3}
 .dl-root .dl-win{stroke:#e03131;stroke-width:1.5;stroke-opacity:.9}
 .dl-root .dl-tile-sel{stroke:#ff6b00;stroke-width:3}
-.dl-root .dl-readout{min-width:300px;max-width:420px;font-size:12.5px;line-height:1.45}
+.dl-root .dl-readout{width:380px;height:372px;overflow:auto;box-sizing:border-box;font-size:12.5px;line-height:1.45}
 .dl-root .dl-readout table{border-collapse:collapse;margin-top:4px}
 .dl-root .dl-readout td,.dl-root .dl-readout th{border:1px solid #dee2e6;padding:1px 5px;text-align:right;font-variant-numeric:tabular-nums}
 .dl-root .dl-readout th{background:#f1f3f5;font-weight:600}
@@ -104,7 +104,7 @@ function render() {
   if (B && B.meanabs) {
     const q = side / data.patch_size, T = 62, gap = 10, W = 4 * T + 3 * gap, tc = T / q;
     scale.band = scaler(B.meanabs.flat(), true);
-    h += `<div class="dl-panel"><h4>The 16 wavelet-packet subbands (frequency-branch input)</h4><svg id="dl-bands" width="${W}" height="${W + 4 * 12}" viewBox="0 0 ${W} ${W + 48}">`;
+    h += `<div class="dl-panel"><h4>16 wavelet-packet subbands (frequency-branch input)</h4><svg id="dl-bands" width="${W}" height="${W + 4 * 12}" viewBox="0 0 ${W} ${W + 48}">`;
     for (let k = 0; k < 16; k++) {
       const x0 = (k % 4) * (T + gap), y0 = Math.floor(k / 4) * (T + gap + 12) + 12;
       h += `<text x="${x0}" y="${y0 - 2}" font-size="10">${B.names[k]}</text><g data-band="${k}">`;
@@ -149,6 +149,8 @@ function render() {
   h += `<p class="dl-sub" style="max-width:none">Step ${data.step} (t = ${data.t}), block ${data.block} (position ${data.cycle} of the 4-layer cycle). Everything here is computed in your browser from the traced run: pointing needs no server.</p>`;
   root.innerHTML = h;
   root.dataset.token = "";
+  root.dataset.block = String(data.block);
+  root.dataset.side = String(side);
 }
 
 function place(svgId, cls, idx, cols, size, extra) {

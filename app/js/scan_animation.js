@@ -107,7 +107,7 @@ function panel(kind, lay) {
     h += `<polyline points="${pts}" fill="none" stroke="#1c7ed6" stroke-width="1.8" clip-path="url(#sa-clip-${kind})"/>`;
     h += `<line class="sa-marker" x1="0" x2="0" y1="0" y2="${CH}" stroke="#ff6b00" stroke-width="1.5"/>`;
     h += `<text x="2" y="10" font-size="10">${fmt(hi)}</text><text x="2" y="${CH - 2}" font-size="10">${fmt(lo)}</text>`;
-    h += `<text x="${G / 2}" y="${CH + 13}" font-size="10.5" text-anchor="middle">mean |h| of the scan state vs. position in the sequence (0 → ${n - 1})</text>`;
+    h += `<text x="${G / 2}" y="${CH + 13}" font-size="10.5" text-anchor="middle">mean |h| vs. position in the sequence (0 → ${n - 1})</text>`;
   } else {
     h += `<text x="${G / 2}" y="${CH / 2}" font-size="11" text-anchor="middle">hidden state: generate (this layer traced) to see it</text>`;
   }
