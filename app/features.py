@@ -24,6 +24,7 @@ from einops import rearrange
 from dimsum.models.wavelets import HaarIDWT
 
 BRANCH_OUTPUTS = ("spatial_out", "freq_out", "fusion_out", "block_out")
+STATE_NAMES = ("spatial_state", "freq_state")  # dimsum.tracing.OPTIONAL_TRACE_NAMES
 _IDWT = HaarIDWT()
 
 
@@ -53,10 +54,13 @@ class FreqInputSummary:
 class BlockSummary:
     outputs: dict[str, MapSummary] = field(default_factory=dict)
     freq_input: FreqInputSummary | None = None
+    # "spatial_state" / "freq_state": (N, L) float32 mean |h_t| of each branch's selective
+    # scan, indexed by position in the branch's scan sequence (dimsum.tracing).
+    states: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        total = 0
+        total = sum(v.nbytes for v in self.states.values())
         for m in self.outputs.values():
             total += m.pca_rgb.nbytes + m.norm.nbytes + m.spectrum.nbytes + m.spectrum_l1.nbytes
         if self.freq_input is not None:
@@ -167,6 +171,10 @@ def summarize_run(
                 stacked = torch.stack([features[s][block][name] for s in have])
                 for s, summary in zip(have, summarize_maps(stacked), strict=True):
                     out[(s, block)].outputs[name] = summary
+        for name in STATE_NAMES:
+            for s in steps:
+                if name in features[s][block]:
+                    out[(s, block)].states[name] = features[s][block][name].float().numpy()
         have = [s for s in steps if "freq_bands" in features[s][block]]
         if have:
             stacked = torch.stack([features[s][block]["freq_bands"] for s in have])

@@ -129,3 +129,16 @@ class ViewsReset:
     trajectory: TrajectoryReset
     wavelets: WaveletsReset
     branches: BranchesReset
+
+
+@dataclass(frozen=True)
+class LinkedReset:
+    """The linked views and the scan animation set to the session's run (or model)."""
+
+    step: Any
+    block: Any
+    image: Any
+    view: Any  # JSON for the linked view (app/views/linked.py)
+    scan_step: Any
+    scan_image: Any
+    animation: Any  # JSON for the scan animation (app/views/scans.py animation_payload)

@@ -35,6 +35,7 @@ import torch
 from dimsum.flow import StepRecord
 from dimsum.ops.selective_scan_cpu import set_thread_count
 from dimsum.pipeline import DiMSUMPipeline, PipelineOutput
+from dimsum.tracing import OPTIONAL_TRACE_NAMES, TRACE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,10 @@ def gpu_lease(duration: Callable[..., int] | int) -> Callable[[Callable], Callab
 gpu = gpu_lease(gpu_seconds)  # sampling: a lease sized from the request
 
 
+# Every feature the views read, with the scans' hidden-state magnitude (the scan animation).
+APP_TRACE_NAMES = TRACE_NAMES + OPTIONAL_TRACE_NAMES
+
+
 @dataclass(frozen=True)
 class Request:
     """A validated generation request."""
@@ -172,6 +177,7 @@ def stream_generation(
                     return_trajectory=True,
                     trace_steps=req.trace_steps,
                     trace_blocks=req.trace_blocks,
+                    trace_names=APP_TRACE_NAMES,
                     callback=callback,
                 )
             events.put(Done(out))

@@ -19,15 +19,17 @@ import gradio as gr
 from . import text
 from .errors import clean_errors
 from .explorer import Explorer
+from .linking import LinkedHandlers
 from .results import (
     ControlValues,
     GenerateOutputs,
+    LinkedReset,
     ModelChange,
     ModelOutputs,
     SettingsChange,
     ViewsReset,
 )
-from .tabs import architecture, branches, evidence, generate, scans, trajectory, wavelets
+from .tabs import architecture, branches, evidence, generate, linked, scans, trajectory, wavelets
 from .tabs.outputs import components, named
 
 SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
@@ -49,6 +51,7 @@ class Page:
     branches: branches.BranchesTab
     architecture: architecture.ArchitectureTab
     evidence: evidence.EvidenceTab
+    linked: linked.LinkedTab
 
     @property
     def model_outputs(self) -> ModelOutputs:
@@ -79,6 +82,7 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
         _wire_views(explorer, page)
         _wire_settings(explorer, page)
         _wire_tabs(explorer, page)
+        _wire_linked(LinkedHandlers(explorer), page)  # last: earlier events keep their numbers
     return demo
 
 
@@ -92,7 +96,10 @@ def _layout(explorer: Explorer) -> Page:
     with gr.Tabs(selected="trajectory", elem_id="views") as tabs:
         trajectory_tab = trajectory.build()
         wavelets_tab = wavelets.build()
-        scans_tab = scans.build(first)
+        scans_tab = scans.build(
+            first, LinkedHandlers(explorer).scan_animation(session.value, 0, None, None)
+        )
+        linked_tab = linked.build()
         branches_tab = branches.build()
         architecture_tab = architecture.build(first.diagram)
         evidence_tab = evidence.build(explorer)
@@ -106,6 +113,7 @@ def _layout(explorer: Explorer) -> Page:
         branches_tab,
         architecture_tab,
         evidence_tab,
+        linked_tab,
     )
 
 
@@ -334,3 +342,36 @@ def _wire_tabs(ex: Explorer, page: Page) -> None:
             api_name="compare_variants",
             **SAMPLING,
         )
+
+
+def _wire_linked(lh: LinkedHandlers, page: Page) -> None:
+    """Linked views and scan animation: reset when the session moves to a new run or model;
+    redrawn (data only: the browser draws) when their controls move."""
+    sc, lk = page.scans, page.linked
+    reset = LinkedReset(
+        lk.step, lk.block, lk.image, lk.view, sc.anim_step, sc.anim_image, sc.animation
+    )
+    _on(
+        page.session.change,
+        lh.reset,
+        reset,
+        inputs=[page.session, sc.layer],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    _on(
+        [c.input for c in lk.view_inputs],
+        lh.linked_view,
+        lk.view,
+        inputs=[page.session, *lk.view_inputs],
+        api_name="linked_view",
+        **VIEW,
+    )
+    _on(
+        [c.input for c in sc.animation_inputs],
+        lh.scan_animation,
+        sc.animation,
+        inputs=[page.session, *sc.animation_inputs],
+        api_name="scan_animation",
+        **VIEW,
+    )

@@ -10,7 +10,18 @@ Each block calls its `tracer` (when one is set) with the tensors the views need:
     fusion_out   (N, L, D)     cross-attention fusion output
     block_out    (N, L, D)     the hidden state the block returns
 
-With no tracer set, a block does one `is None` check: tracing off costs nothing measurable.
+Optional names (`OPTIONAL_TRACE_NAMES`), computed only when a recorder asks for them by name:
+
+    spatial_state  (N, L)  mean |h_t| of the spatial branch's selective-scan hidden state
+    freq_state     (N, L)  the same for the frequency branch (over its wavelet tokens)
+
+    h_t (d_inner x d_state) is the Mamba state after reading the t-th token of the branch's
+    scan sequence: index t is the position in the scan order (`dimsum.models.scan_orders`),
+    not the token's place on the grid. Mean over channels and state, float32 arithmetic
+    (`dimsum.ops.selective_scan_state_magnitude`), on the recorder's rows only.
+
+With no tracer set, a block does one `is None` check: tracing off costs nothing measurable, and
+an optional name that is not asked for costs one set lookup per block.
 Recording never changes the computation (tensors are detached copies taken after the fact).
 """
 
@@ -31,11 +42,14 @@ TRACE_NAMES = (
     "fusion_out",
     "block_out",
 )
+OPTIONAL_TRACE_NAMES = ("spatial_state", "freq_state")
 
 
 class FeatureRecorder:
     """Collects {block: {name: tensor}} for the forward passes run while it is attached.
 
+    names: what to keep (default: every name of `TRACE_NAMES`; `OPTIONAL_TRACE_NAMES` only
+        when named).
     rows: keep only these batch rows (e.g. the conditional half of a CFG batch).
     dtype/device: where and how stored tensors are kept (default: float32 on the CPU).
     """
@@ -48,19 +62,27 @@ class FeatureRecorder:
         device: torch.device | str = "cpu",
     ) -> None:
         self.names = set(names) if names is not None else set(TRACE_NAMES)
-        unknown = self.names - set(TRACE_NAMES)
+        known = TRACE_NAMES + OPTIONAL_TRACE_NAMES
+        unknown = self.names - set(known)
         if unknown:
-            raise ValueError(f"unknown trace names {sorted(unknown)}; known: {TRACE_NAMES}")
+            raise ValueError(f"unknown trace names {sorted(unknown)}; known: {known}")
         self.rows = rows
         self.dtype = dtype
         self.device = device
         self.features: dict[int, dict[str, torch.Tensor]] = {}
 
-    def __call__(self, block: int, name: str, value: torch.Tensor) -> None:
+    def wants(self, name: str) -> bool:
+        """Whether `name` is kept (blocks compute optional traces only when it is)."""
+        return name in self.names
+
+    def __call__(
+        self, block: int, name: str, value: torch.Tensor, rows_selected: bool = False
+    ) -> None:
+        """rows_selected: `value` holds only `rows` already (optional traces)."""
         if name not in self.names:
             return
         v = value.detach()
-        if self.rows is not None:
+        if self.rows is not None and not rows_selected:
             v = v[self.rows]
         self.features.setdefault(block, {})[name] = v.to(
             device=self.device, dtype=self.dtype

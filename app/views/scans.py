@@ -292,3 +292,42 @@ def strip_html(model: DiMSUM, selected: int | None = None) -> str:
         "outlined: the selected layer</p>"
     )
     return "<div>" + "".join(parts) + "</div>"
+
+
+def animation_payload(
+    model: DiMSUM,
+    layer: int,
+    states: dict[int, dict[str, list[float]]] | None = None,
+    image: dict[str, Any] | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """What the scan animation (app/js/scan_animation.js) plays, for every layer of `model`:
+    the permutations the blocks hold (`model.scan_orders()`) and, per traced layer, the
+    hidden-state magnitude of each branch's scan by position (`states[layer]`, from the run).
+    `image`: {"src": data URI, "seed": ...} of the run's image, drawn under the spatial grid."""
+    from dimsum.models.scan_orders import WINDOWS_PER_SIDE
+
+    layers = []
+    for o in model.scan_orders():
+        i = o["layer"]
+        entry: dict[str, Any] = {"layer": i, "cycle": i % 4, "attn_after": bool(o["attn_after"])}
+        if "spatial" in o:
+            window = o["freq_name"].startswith("window")
+            entry.update(
+                spatial=[int(v) for v in o["spatial"]],
+                spatial_name=o["spatial_name"],
+                freq=[int(v) for v in o["freq"]],
+                freq_name=o["freq_name"],
+                freq_windows=window,
+            )
+        entry["state"] = (states or {}).get(i)
+        layers.append(entry)
+    return {
+        "kind": "scan",
+        "side": model.config.grid_size,
+        "windows": WINDOWS_PER_SIDE,
+        "layer": int(layer),
+        "layers": layers,
+        "image": image,
+        "note": note,
+    }

@@ -62,7 +62,9 @@ from .scan_orders import (
 from .wavelets import HaarDWT, HaarIDWT, inverse_wavelet_tokens, wavelet_tokens
 
 # A tracer receives (block index, name, tensor); see dimsum.tracing.
-Tracer = Callable[[int, str, torch.Tensor], None]
+Tracer = Callable[..., None]
+# (batch rows, callback): asks a branch for its scan's hidden-state magnitude (tracing only).
+StateProbe = tuple[slice, Callable[[torch.Tensor], None]]
 # A scan order given as (perm, inverse perm), both (L,) int64.
 ScanOrder = tuple[torch.Tensor, torch.Tensor]
 
@@ -95,21 +97,35 @@ class _ScannedMamba(nn.Module):
         self.register_buffer("scan_perm", perm, persistent=False)
         self.register_buffer("scan_inv", inverse_permutation(perm), persistent=False)
 
-    def mix(self, x: torch.Tensor, c: torch.Tensor, order: ScanOrder | None = None) -> torch.Tensor:
-        """x (N, L, d) in raster/token layout -> same layout. order: (perm, inv) instead of
-        this layer's scan order (an intervention)."""
+    def mix(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        state: StateProbe | None = None,
+        order: ScanOrder | None = None,
+    ) -> torch.Tensor:
+        """x (N, L, d) in raster/token layout -> same layout. `state`: (rows, callback) to
+        receive the scan's mean |h_t| of those rows, (rows, L) in scan order. `order`: (perm,
+        inv) instead of this layer's scan order (an intervention)."""
         perm, inv = (self.scan_perm, self.scan_inv) if order is None else order
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
         xs = x.index_select(1, perm)  # ~5x faster than x[:, perm] on CPU
-        xs = xs + gate.unsqueeze(1) * self.mixer(modulate(xs, shift, scale))
+        if state is None:
+            mixed = self.mixer(modulate(xs, shift, scale))
+        else:
+            mixed, h = self.mixer(modulate(xs, shift, scale), state_rows=state[0])
+            state[1](h)
+        xs = xs + gate.unsqueeze(1) * mixed
         return xs.index_select(1, inv)
 
 
 class SpatialBranch(_ScannedMamba):
     """Spatial branch: Mamba over the token grid in this layer's spatial scan order."""
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.mix(x, c)
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, state: StateProbe | None = None
+    ) -> torch.Tensor:
+        return self.mix(x, c, state)
 
 
 class FrequencyBranch(_ScannedMamba):
@@ -125,13 +141,14 @@ class FrequencyBranch(_ScannedMamba):
         x: torch.Tensor,
         c: torch.Tensor,
         record: Callable[[str, torch.Tensor], None] | None,
+        state: StateProbe | None = None,
         order: ScanOrder | None = None,
     ) -> torch.Tensor:
         tokens, bands = wavelet_tokens(x, self.dwt, self.idwt)
         if record is not None:
             record("freq_bands", bands)  # (N, 16, D/2, side/4, side/4)
             record("freq_tokens", tokens)
-        return inverse_wavelet_tokens(self.mix(tokens, c, order), self.idwt, self.dwt)
+        return inverse_wavelet_tokens(self.mix(tokens, c, state, order), self.idwt, self.dwt)
 
 
 class CombinedBlock(nn.Module):
@@ -168,23 +185,36 @@ class CombinedBlock(nn.Module):
         assert self.tracer is not None
         self.tracer(self.layer, name, value)
 
+    def _state_probe(self, name: str) -> StateProbe | None:
+        """An optional trace (`dimsum.tracing.OPTIONAL_TRACE_NAMES`) is computed only for a
+        tracer whose `wants(name)` says so, on its `rows` only."""
+        tracer = self.tracer
+        wants = getattr(tracer, "wants", None)
+        if wants is None or not wants(name):
+            return None
+        rows = getattr(tracer, "rows", None) or slice(None)
+        return rows, lambda h: tracer(self.layer, name, h, rows_selected=True)
+
     def forward(
         self, h: torch.Tensor, residual: torch.Tensor | None, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         record = self._record if self.tracer is not None else None
+        s_probe = f_probe = None
+        if record is not None:
+            s_probe, f_probe = self._state_probe("spatial_state"), self._state_probe("freq_state")
         r = h if residual is None else residual + self.drop_path(h)
         r = r.float()  # the residual stream is kept in float32 (official residual_in_fp32)
         n = self.norm(r)
         x1, x2 = n.chunk(2, dim=-1)
         if self.edit is None:  # the official computation
-            s = self.spatial_mamba(x1, c)
+            s = self.spatial_mamba(x1, c, s_probe)
             w = (
-                self.freq_mamba(x2, c, record)
+                self.freq_mamba(x2, c, record, f_probe)
                 if isinstance(self.freq_mamba, FrequencyBranch)
-                else self.freq_mamba(x2, c)
+                else self.freq_mamba(x2, c, f_probe)
             )
             f = self.proj(s, w)
-        else:
+        else:  # an intervention (no hidden-state traces)
             s, w, f = self._edited_branches(self.edit, x1, x2, c, record)
         out = n + f  # the normalized input, not the residual stream (official)
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
@@ -214,7 +244,7 @@ class CombinedBlock(nn.Module):
             s = self.spatial_mamba(x1, c)
         if edit.freq == "keep" or edit.spatial == "other":
             if isinstance(self.freq_mamba, FrequencyBranch):
-                w = self.freq_mamba(x2, c, record, edit.freq_order)
+                w = self.freq_mamba(x2, c, record, order=edit.freq_order)
             else:
                 w = self.freq_mamba(x2, c)
         s_used = _replaced(edit.spatial, s, w, x1)

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from ..ops import causal_conv1d_tokens, selective_scan_tokens
+from ..ops import causal_conv1d_tokens, selective_scan_state_magnitude, selective_scan_tokens
 
 
 class Mamba(nn.Module):
@@ -67,16 +67,22 @@ class Mamba(nn.Module):
         self.D = nn.Parameter(torch.ones(d_inner))
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, u: torch.Tensor, state_rows: slice | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """state_rows: also return the mean |h_t| of the scan's hidden state (over channels
+        and state) of these batch rows, (rows, L) in scan order (`dimsum.tracing`'s
+        `*_state`); None (the default) computes nothing extra."""
         # Token-major throughout (N, L, channels): the layout the linear layers produce, so x, z
         # and B, C stay views of their projections and the scan reads them in place.
         x, z = self.in_proj(u).chunk(2, dim=-1)
         x = causal_conv1d_tokens(x, self.conv1d.weight, self.conv1d.bias, silu=True)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta, A = dt @ self.dt_proj.weight.t(), -torch.exp(self.A_log.float())
         y = selective_scan_tokens(
             x,
-            dt @ self.dt_proj.weight.t(),
-            -torch.exp(self.A_log.float()),
+            delta,
+            A,
             B,
             C,
             self.D.float(),
@@ -84,4 +90,11 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
         )
-        return self.out_proj(y)
+        out = self.out_proj(y)
+        if state_rows is None:
+            return out
+        r = state_rows
+        h = selective_scan_state_magnitude(
+            x[r], delta[r], A, B[r], self.dt_proj.bias.float(), delta_softplus=True
+        )
+        return out, h

@@ -5,6 +5,7 @@ from .selective_scan import (
     available_scan_impls,
     selective_scan_fn,
     selective_scan_ref,
+    selective_scan_state_magnitude,
     selective_scan_tokens,
 )
 
@@ -14,5 +15,6 @@ __all__ = [
     "available_scan_impls",
     "selective_scan_fn",
     "selective_scan_ref",
+    "selective_scan_state_magnitude",
     "selective_scan_tokens",
 ]

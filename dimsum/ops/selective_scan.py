@@ -46,6 +46,7 @@ __all__ = [
     "available_scan_impls",
     "selective_scan_fn",
     "selective_scan_ref",
+    "selective_scan_state_magnitude",
     "selective_scan_tokens",
 ]
 
@@ -320,3 +321,34 @@ def selective_scan_tokens(
         impl=impl,
     )
     return y.transpose(1, 2)
+
+
+def selective_scan_state_magnitude(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+) -> Tensor:
+    """Mean |h_t| over channels and state of the scan's hidden state at every step, (batch, L).
+
+    Token-major inputs as :func:`selective_scan_tokens`: u, delta (batch, L, dim); A (dim, N);
+    B (batch, L, N); delta_bias (dim,). Same recurrence and float32 arithmetic as
+    :func:`selective_scan_ref` (``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, h_0 = 0);
+    C, D and z do not enter the state. For display (the app's scan animation): one in-place
+    fused multiply-add per step over (batch, dim, N), no autograd.
+    """
+    with torch.no_grad():
+        ct = torch.float64 if u.dtype == torch.float64 else torch.float32
+        delta = delta.to(ct)
+        if delta_bias is not None:
+            delta = delta + delta_bias.to(ct)
+        if delta_softplus:
+            delta = F.softplus(delta)
+        delta = delta.transpose(0, 1)  # step-major: each step's state is one contiguous block
+        decay = torch.exp(delta[..., None] * A.to(ct))  # (L, batch, dim, N)
+        h = (delta * u.to(ct).transpose(0, 1))[..., None] * B.to(ct).transpose(0, 1)[:, :, None]
+        for t in range(1, h.shape[0]):  # h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, in place
+            h[t].addcmul_(decay[t], h[t - 1])
+        return h.abs().mean(dim=(2, 3)).t()
