@@ -29,6 +29,7 @@ from .models import (
     ModelRegistry,
     ModelUnavailable,
     class_labels,
+    model_parameters,
     model_summary,
     resolve_class,
 )
@@ -471,6 +472,7 @@ class Explorer:
                 block=gr.update(choices=blocks, value=mid_block),
                 image=gr.update(choices=images, value=0),
                 panels=self.branches_view(session, branch_step, mid_block, 0),
+                show=gr.update(value="norm"),
             ),
         )
 
@@ -522,13 +524,15 @@ class Explorer:
         return WaveletPanels(*wavelets.render(rec, src, s, b, i, w, m))
 
     def branches_view(
-        self, session: SessionState, step: Any, block: Any, image: Any
+        self, session: SessionState, step: Any, block: Any, image: Any, show: Any = "norm"
     ) -> BranchPanels:
+        """show: "norm" (feature strength per token, the default) or "pca"."""
         rec = self.run_for(session)
         s = self._step(rec, step)
         b = self._block(rec, block)
         i = self._image(rec, image)
-        paths, fig, caption = branches.render(rec, s, b, i)
+        m = check_choice("show", show, tuple(branches.MAPS))
+        paths, fig, caption = branches.render(rec, s, b, i, m)
         return BranchPanels(list(paths), fig, caption)
 
     def scan_view(self, session: SessionState, layer: Any) -> ScanPanels:
@@ -565,7 +569,7 @@ class Explorer:
             name = key.split(":", 1)[1]
             results[name] = out.array
             lines.append(
-                f"| {name} | {pipe.model.num_parameters() / 1e6:.2f} M | {time.perf_counter() - start:.2f} s |"
+                f"| {name} | {model_parameters(pipe.model)} | {time.perf_counter() - start:.2f} s |"
             )
         gallery = [(arr[0], name) for name, arr in results.items()]
         table = "| variant | parameters | time |\n| --- | --- | --- |\n" + "\n".join(lines)

@@ -77,10 +77,12 @@ the same weights each time) runs.
 BRANCHES_HELP = """\
 **What you see.** Inside one block at one sampling step: the **spatial branch** output, the
 **frequency branch** output (after the inverse wavelet transform, back on the token grid), the
-**cross-attention fusion** (each branch queries the other) and the **block output**. Top maps
-colour each token by the first three principal components of its channels (similar colour =
-similar features); bottom maps show each token's feature norm. The chart compares the Haar
-packet energy spectra of the outputs. **Look for:** how the two branches differ (the frequency
+**cross-attention fusion** (each branch queries the other) and the **block output**. Each map
+is the token grid; a token's colour is the **strength of its features** (the length of
+its channel vector), on one colour scale for all four maps, so a brighter map means a branch
+that writes more. *Feature similarity* instead colours tokens by their three main feature
+directions (principal components): same colour = similar features. The chart compares how each
+output's energy is spread over the Haar packet subbands (log scale, in % of its total). **Look for:** how the two branches differ (the frequency
 branch mixes information within wavelet windows, the spatial one along its scan lines), and how
 the maps sharpen from early to late steps.
 """

@@ -218,7 +218,9 @@ def test_branches_and_scans(run) -> None:
     step, block = _v(views[13]), _v(views[14])
     *images, plot, caption = c.predict(step, block, 1, api_name="/branches_view")
     assert len(images) == 4 and all(Path(p).is_file() for p in images)
-    assert "principal components" in caption
+    assert "strength of its features" in caption  # the default: norm maps, explained
+    *images, plot, caption = c.predict(step, block, 1, "pca", api_name="/branches_view")
+    assert len(images) == 4 and "principal components" in caption
     strip, img, text = c.predict(1, api_name="/scan_view")
     assert "block 1" in strip and Path(img).is_file() and "row-major reversed" in text
 

@@ -172,7 +172,7 @@ def test_browser_walkthrough(server, browser, shots: Path) -> None:
 
     # Branches: four maps and the spectra.
     _tab(page, "Branches")
-    _wait_text(page, "#views", "principal components")
+    _wait_text(page, "#views", "strength of its features")
     assert page.locator("#views img").count() >= 4
     _shot(page, shots, "branches", "#views")
 
