@@ -24,8 +24,9 @@ seconds. Expect emoji-like pictures in the chosen category, not copies of real e
 GENERATE_HELP = """\
 **How sampling works.** Generation starts from Gaussian noise at time t = 0 and follows the
 model's velocity v(x, t, class) to t = 1 (data), along DiMSUM's GVP path
-x_t = sin(πt/2)·x₁ + cos(πt/2)·x₀. **Steps**: solver steps (dopri5: number of output points; the
-adaptive solver chooses its own steps in between). **Heun** uses 2 model evaluations per step
+x_t = sin(πt/2)·x₁ + cos(πt/2)·x₀. **Steps**: N steps split t into N intervals, recorded as steps 0 (noise) to N (the image) for
+every sampler (dopri5: N intervals between its N + 1 recorded points, the library's
+`num_steps = N + 1`; the adaptive solver chooses its own steps in between). **Heun** uses 2 model evaluations per step
 (accurate with few steps), **Euler** 1, **dopri5** is the official adaptive solver.
 **Step schedule** (Heun, Euler): *uniform* spaces the steps evenly in t; *Karras (EDM)* spaces
 them evenly in the noise level's ρ = 7 scale, so they crowd near t = 0 and t = 1, where the guided
@@ -114,9 +115,12 @@ its training curves appear here; when `checkpoints/ablation/<variant>/` folders 
 generate the same seed and class with every variant side by side.
 """
 
-STOPPED_STATUS = (
-    "**Stopped.** This run was discarded; the tabs below still show the last finished run, "
-    "if there is one."
+STOPPED_PREVIOUS = (
+    "**Stopped at {where}.** That run was discarded; showing the previous run (its images "
+    "and every tab below)."
+)
+STOPPED_NOTHING = (
+    "**Stopped at {where}.** That run was discarded; there is no finished run to show yet."
 )
 
 SHARE_HELP = """\

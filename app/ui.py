@@ -9,14 +9,13 @@ light and run concurrently. Events are registered in a fixed order: gradio numbe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from . import text
+from . import stopping, text
 from .errors import clean_errors
 from .explorer import Explorer
 from .results import (
@@ -215,14 +214,16 @@ def _wire_generation(ex: Explorer, page: Page) -> None:
         js="(q) => q ? window.location.origin + window.location.pathname + q : ''",
         api_visibility="private",
     )
-    # Says what a stop leaves behind: the streamed previews had cleared the gallery, while the
-    # tabs keep the last finished run (the session only moves to a run once it completes).
-    s.stop_btn.click(
-        None,
-        outputs=[r.status],
-        js=f"() => {json.dumps(text.STOPPED_STATUS)}",
+    # Stop: the run is discarded and the page shows the previous run, images and tabs alike
+    # (app/stopping.py).
+    _on(
+        s.stop_btn.click,
+        lambda session, status: stopping.stopped(ex, session, status),
+        outputs,
+        inputs=[page.session, r.status],
         cancels=[gen_event],
         api_visibility="private",
+        queue=False,
     )
 
 

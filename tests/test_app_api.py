@@ -179,7 +179,8 @@ def test_same_seed_same_image_whatever_the_batch(server, run) -> None:
 
 def test_refresh_views(run) -> None:
     _, _, views = run
-    assert len(views) == 22
+    assert len(views) == 23
+    assert _v(views[22]) == "norm"  # the Branches maps are back to feature strength
     # trajectory frame, wavelet mosaics and branch panels are PNG files
     for idx in (1, 9, 10, 16, 17, 18, 19):
         assert Path(views[idx]).is_file() and Path(views[idx]).suffix == ".png", (idx, views[idx])
