@@ -27,7 +27,9 @@ from .results import (
     ViewsReset,
 )
 from .tabs import architecture, branches, evidence, generate, scans, trajectory, wavelets
+from .tabs import tour as tour_tab
 from .tabs.outputs import components, named
+from .tour import Tour
 
 SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
 VIEW = dict(
@@ -48,6 +50,7 @@ class Page:
     branches: branches.BranchesTab
     architecture: architecture.ArchitectureTab
     evidence: evidence.EvidenceTab
+    tour: tour_tab.TourPanel
 
     @property
     def model_outputs(self) -> ModelOutputs:
@@ -78,6 +81,7 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
         _wire_views(explorer, page)
         _wire_settings(explorer, page)
         _wire_tabs(explorer, page)
+        tour_tab.wire(Tour(explorer), page.tour, page)
     return demo
 
 
@@ -88,6 +92,7 @@ def _layout(explorer: Explorer) -> Page:
     if explorer.notes:
         gr.Markdown("\n\n".join(explorer.notes), elem_id="startup-notes")
     panel = generate.build(explorer, first)
+    tour = tour_tab.build(Tour(explorer))
     with gr.Tabs(selected="trajectory", elem_id="views") as tabs:
         trajectory_tab = trajectory.build()
         wavelets_tab = wavelets.build()
@@ -105,6 +110,7 @@ def _layout(explorer: Explorer) -> Page:
         branches_tab,
         architecture_tab,
         evidence_tab,
+        tour,
     )
 
 
