@@ -24,7 +24,7 @@ import numpy as np
 from .features import BRANCH_OUTPUTS
 from .results import BranchPanels, ScanPanels, TrajectoryFrame, WaveletPanels
 from .state import RunExpired, RunRecord, SessionState
-from .views.wavelets import L2_LABELS
+from .views.wavelets import L2_LABELS, energy_fractions, packet
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,42 @@ def _mid_block(rec: RunRecord) -> int:
     return rec.traced_blocks[len(rec.traced_blocks) // 2]
 
 
+def _detail_share(rec: RunRecord, step: int | None) -> float:
+    """Share of image 1's energy outside the level-1 approximation (edges and corners): of the
+    clean prediction x̂₁ at `step`, or of the final image (None). What the Wavelets bars show."""
+    if step is None:
+        x = rec.images[0].astype(np.float64).transpose(2, 0, 1) / 127.5 - 1
+    else:
+        states, _ = rec.display_rgb("x1", step)
+        x = states[0].astype(np.float64)
+    l1, _ = packet(x, "haar")
+    return float(1 - energy_fractions(l1)[0])
+
+
+def _coarse_first(rec: RunRecord) -> str:
+    s = _at_t(rec, 0.25)
+    early, final = _detail_share(rec, s), _detail_share(rec, None)
+    return (
+        f"These are the wavelet subbands of the model's guess x̂₁ at t = {rec.t[s]:.2f}: the "
+        "approximation tile (top left) is a small blurry copy, the detail tiles hold its edges "
+        "(cols, rows) and corners (diag). "
+        f"Fine detail carries {early:.1%} of its energy here, against {final:.1%} in the "
+        "finished image (next stop)."
+    )
+
+
+def _detail_last(rec: RunRecord) -> str:
+    s = _at_t(rec, 0.25)
+    early, final = _detail_share(rec, s), _detail_share(rec, None)
+    change = "more" if final > early else "less"
+    return (
+        "The same subbands of the finished image, on the same kind of colour scale: compare "
+        "the detail tiles and the bars with the previous stop. "
+        f"Detail now carries {final:.1%} of the energy ({change} than the {early:.1%} at "
+        f"t = {rec.t[s]:.2f}): what the last steps changed in edges and corners."
+    )
+
+
 def _frequency_adds(rec: RunRecord) -> str:
     """What the frequency branch's output carries more of than the spatial branch's, read
     from the run itself (the chart's bars) at the stop's step and block."""
@@ -126,23 +162,14 @@ STOPS: tuple[Stop, ...] = (
         ),
     ),
     Stop(
-        "Coarse before fine",
+        "Coarse and fine",
         lambda rec: Setting("wavelets", wavelets=("x1", _at_t(rec, 0.25), _mid_block(rec))),
-        lambda rec: (
-            "These are the wavelet subbands of that early guess: the approximation tile (top "
-            "left) holds a blurry image, while the detail tiles (edges and corners) are still "
-            "dark and their bars low. The model settles the coarse picture first."
-        ),
+        _coarse_first,
     ),
     Stop(
-        "Detail comes last",
+        "The finished image's detail",
         lambda rec: Setting("wavelets", wavelets=("final", _last(rec), _mid_block(rec))),
-        lambda rec: (
-            "The same subbands of the finished image: the detail tiles now show edges "
-            "(cols, rows) and corners (diag), and their bars have grown. "
-            "Compare the bar heights with the previous stop: that is the detail added in the "
-            "last steps."
-        ),
+        _detail_last,
     ),
     Stop(
         "Two ways to read the tokens",

@@ -89,3 +89,37 @@ def test_stop_shows_the_previous_run_images_and_tabs_alike(explorer) -> None:
     empty = stopping.stopped(explorer, SessionState(model_key=session.model_key), status)
     assert empty.gallery is None and empty.files is None and empty.live is None
     assert re.search(r"no finished run", empty.status)
+
+
+def test_tour_stops_set_the_views_and_need_a_run(explorer) -> None:
+    from app.tour import NEEDS_RUN, STOPS, Tour
+
+    tour = Tour(explorer)
+    assert tour.start(explorer.new_session()).text == NEEDS_RUN
+    session = _run(explorer, "heun", 4)[-1].session
+    seen = set()
+    out = tour.start(session)
+    for k in range(len(STOPS)):
+        assert out.index == k and out.text.startswith(f"**Stop {k + 1} of {len(STOPS)}")
+        drawn = tour.views(session, out.index)
+        set_here = {
+            name
+            for name, value in {**out.__dict__, **drawn.__dict__}.items()
+            if name not in ("index", "text", "tabs") and not _skipped(value)
+        }
+        assert set_here, f"stop {k + 1} sets nothing"
+        seen.add((out.tabs.selected, frozenset(set_here), out.text))
+        out = tour.next(session, out.index)
+    assert out.index == len(STOPS) - 1  # Next at the end stays at the end
+    assert len(seen) == len(STOPS)  # every stop differs
+    assert tour.back(session, 3).index == 2 and tour.leave().index == -1
+
+
+def _skipped(value) -> bool:
+    from dataclasses import fields, is_dataclass
+
+    if is_dataclass(value):
+        return all(_skipped(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, list):
+        return all(_skipped(v) for v in value)
+    return isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1

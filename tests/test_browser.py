@@ -103,6 +103,24 @@ def _shot(page, shots: Path, name: str, selector: str | None = None) -> Path:
     return path
 
 
+def _shot_tour(page, shots: Path, name: str) -> Path:
+    """The tour's text and the views it set, in one picture (from #tour down to #views' end)."""
+    page.locator("#tour-text").scroll_into_view_if_needed()
+    top, views = page.locator("#tour-text").bounding_box(), page.locator("#views").bounding_box()
+    scroll = page.evaluate("() => [window.scrollX, window.scrollY]")
+    clip = {
+        "x": views["x"] + scroll[0],
+        "y": top["y"] + scroll[1],
+        "width": views["width"],
+        "height": views["y"] + views["height"] - top["y"],
+    }
+    shots.mkdir(parents=True, exist_ok=True)
+    path = shots / f"{name}.png"
+    page.screenshot(path=str(path), clip=clip, full_page=True)
+    assert path.stat().st_size > 10_000, f"screenshot {name} looks empty"
+    return path
+
+
 def _direct_calls(requests: list[str]) -> int:
     return sum(u.split("?")[0].endswith("/gradio_api/run/predict") for u in requests)
 
@@ -337,7 +355,7 @@ def test_browser_tour(server, browser, shots: Path) -> None:
         assert after != before, f"stop {k} changed nothing on the page"
         if k == 2:
             assert after[1] != before[1], "stop 2 did not move the step slider"
-        _shot(page, shots, f"tour_stop{k}", "#views" if k > 1 else None)
+        _shot_tour(page, shots, f"tour_stop{k}")
         before = after
     print("tour step, click -> stop shown (ms):", [round(t) for t in timings])
 
