@@ -33,6 +33,7 @@ from .models import (
     ModelRegistry,
     ModelUnavailable,
     class_labels,
+    model_parameters,
     model_summary,
     resolve_class,
 )
@@ -93,7 +94,8 @@ class Generation:
     class_label: str
     seed: int
     num_images: int
-    records: int  # number of recorded steps
+    records: int  # number of recorded steps: steps + 1 (0 = noise ... steps = the image)
+    steps: int  # the app's step count (what the Steps control and share links say)
 
 
 def _slug(text_: str) -> str:
@@ -105,6 +107,20 @@ def _seed(value: Any, num_images: int) -> int:
     if isinstance(value, str) and value.strip() == "":
         raise InputError("seed: enter a whole number (or press the dice for a random one)")
     return check_int("seed", value, 0, hi)
+
+
+def dopri5_points(steps: int) -> int:
+    """The library's dopri5 `num_steps` (output grid points) for the app's `steps` intervals."""
+    return steps + 1
+
+
+def app_steps(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings read from a PNG (the library's units) in the app's units: a dopri5 run with
+    `num_steps` output points is `num_steps - 1` steps here."""
+    steps = settings.get("steps")
+    if settings.get("sampler") == "dopri5" and isinstance(steps, int) and steps >= 2:
+        return {**settings, "steps": steps - 1}
+    return settings
 
 
 class Explorer:
@@ -172,20 +188,26 @@ class Explorer:
         method = check_choice("sampler", sampler, SAMPLERS)
         schedule_ = pipe.resolve_schedule(method, schedule)
         temperature_ = pipe.resolve_temperature(temperature)
-        num_steps = check_int("steps", steps, 2 if method == "dopri5" else 1, lim.max_steps)
+        # One step numbering for every sampler: N steps = N intervals of t, recorded at
+        # steps 0..N. dopri5's `num_steps` counts output grid points, so the app asks it for
+        # N + 1 (linspace(0, 1, N + 1)); its adaptive integration is the official one either way.
+        app_steps = check_int(
+            "steps", steps, 1, lim.max_steps - 1 if method == "dopri5" else lim.max_steps
+        )
+        num_steps = dopri5_points(app_steps) if method == "dopri5" else app_steps
         cfg = check_float("guidance scale", guidance, 0.0, lim.max_cfg)
         seed_ = _seed(seed, n)
         cls = resolve_class(pipe, class_value)
         seeds = [seed_ + i for i in range(n)]
         lim.check_work(n, num_steps, method, cfg, pipe.config.num_tokens)
         pipe.validate([cls], seeds, cfg, num_steps, method, "gvp")
-        records = num_steps if method == "dopri5" else num_steps + 1
+        records = app_steps + 1
         cfg_m = pipe.config
         steps_, blocks_ = plan_trace(records, n, cfg_m.num_tokens, cfg_m.hidden_size, cfg_m.depth)
         req = Request(
             [cls] * n, seeds, cfg, num_steps, method, steps_, blocks_, schedule_, temperature_
         )
-        return Generation(req, cls, class_labels(pipe)[cls], seed_, n, records)
+        return Generation(req, cls, class_labels(pipe)[cls], seed_, n, records, app_steps)
 
     def model_updates(
         self, key: str, class_value: Any = None, temperature: float | None = None
@@ -331,7 +353,7 @@ class Explorer:
             ) from None
         if not isinstance(data, dict):
             raise InputError("settings: the PNG's settings are not a JSON object")
-        parsed = share.parse_mapping(data, self.config.limits)
+        parsed = share.parse_mapping(app_steps(data), self.config.limits)
         if not parsed.values:
             raise InputError("settings: nothing usable in this PNG's settings")
         return self._apply_settings(session, parsed)
@@ -391,10 +413,10 @@ class Explorer:
         progress(0, desc=self.expected_wait(pipe, gen.request) or "Waiting for the model…")
         for event in gpu_stream(self.source, key, gen.request):
             if isinstance(event, Preview):
-                progress(
-                    (event.step + 1, event.total),
-                    desc=f"Sampling: step {event.step} of {event.total - 1} (t = {event.t:.2f})",
-                )
+                # One numbering for the progress bar and the status line: step k of N, where
+                # step 0 is the noise and step N the image (as on the Trajectory slider).
+                where = f"step {event.step} of {event.total - 1}, t = {event.t:.2f}"
+                progress((event.step, event.total - 1), desc=f"Sampling: {where}")
                 frame = trajectory.live_frame(event.xt_rgb, event.x1_rgb)
                 # The previous run's results are cleared (None) rather than kept with
                 # gr.skip(): gradio builds a new component and its API schema for every skipped
@@ -403,7 +425,7 @@ class Explorer:
                     live=frame,
                     gallery=None,
                     files=None,
-                    status=f"Sampling… step {event.step} / {event.total - 1}, t = {event.t:.2f}",
+                    status=f"Sampling… {where}",
                     settings_json=None,
                     share_query=None,
                     session=skip,  # gr.State: cheap
@@ -445,7 +467,7 @@ class Explorer:
         temp_text = f", temperature {temp:g}" if temp != 1.0 else ""
         status = (
             f"**{gen.num_images} image{'s' if gen.num_images > 1 else ''}** of *{gen.class_label}* · "
-            f"{method_name}, {gen.request.num_steps} steps, guidance {gen.request.guidance_scale:g}"
+            f"{method_name}, {gen.steps} steps, guidance {gen.request.guidance_scale:g}"
             f"{temp_text} · "
             f"{record.nfe} network evaluations · sampling {out.seconds:.2f} s, total {elapsed:.2f} s "
             f"({'GPU' if torch.cuda.is_available() else 'CPU'})"
@@ -457,7 +479,7 @@ class Explorer:
             model=key,
             classes=[gen.class_label],
             seeds=gen.request.seeds,
-            steps=gen.request.num_steps,
+            steps=gen.steps,  # the app's count: steps 0..N for every sampler
             sampler=gen.request.method,
             schedule=gen.request.schedule,
             guidance_scale=gen.request.guidance_scale,
@@ -472,6 +494,7 @@ class Explorer:
                 temperature=None if temp == pipe.config.sampling_temperature else temp,
             )
         )
+        record.share = (settings_text, query)  # Stop shows them again with this run's images
         yield GenerateOutputs(
             live=final,
             gallery=captions,
@@ -514,6 +537,7 @@ class Explorer:
                 block=gr.update(choices=blocks, value=mid_block),
                 image=gr.update(choices=images, value=0),
                 panels=self.branches_view(session, branch_step, mid_block, 0),
+                show=gr.update(value="norm"),
             ),
         )
 
@@ -582,13 +606,15 @@ class Explorer:
         return WaveletPanels(*wavelets.render(rec, src, s, b, i, w, m))
 
     def branches_view(
-        self, session: SessionState, step: Any, block: Any, image: Any
+        self, session: SessionState, step: Any, block: Any, image: Any, show: Any = "norm"
     ) -> BranchPanels:
+        """show: "norm" (feature strength per token, the default) or "pca"."""
         rec = self.run_for(session)
         s = self._step(rec, step)
         b = self._block(rec, block)
         i = self._image(rec, image)
-        paths, fig, caption = branches.render(rec, s, b, i)
+        m = check_choice("show", show, tuple(branches.MAPS))
+        paths, fig, caption = branches.render(rec, s, b, i, m)
         return BranchPanels(list(paths), fig, caption)
 
     def scan_view(self, session: SessionState, layer: Any) -> ScanPanels:
@@ -625,7 +651,7 @@ class Explorer:
             name = key.split(":", 1)[1]
             results[name] = out.array
             lines.append(
-                f"| {name} | {pipe.model.num_parameters() / 1e6:.2f} M | {time.perf_counter() - start:.2f} s |"
+                f"| {name} | {model_parameters(pipe.model)} | {time.perf_counter() - start:.2f} s |"
             )
         gallery = [(arr[0], name) for name, arr in results.items()]
         table = "| variant | parameters | time |\n| --- | --- | --- |\n" + "\n".join(lines)

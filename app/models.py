@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -358,13 +359,23 @@ def _label_for(spec: str) -> str:
     return f"Checkpoint: {shown}"
 
 
+def parameter_count(count: int | float) -> str:
+    """THE wording of a parameter count everywhere in the app (header, Evidence table and
+    curves, variant comparison): trainable parameters, 3 significant digits, in millions."""
+    return f"{count / 1e6:.3g} M trainable parameters"
+
+
+def model_parameters(model: Any) -> str:
+    """`parameter_count` of a model's trainable parameters (the count curves.json records)."""
+    return parameter_count(model.num_parameters(trainable_only=True))
+
+
 def model_summary(pipe: DiMSUMPipeline) -> str:
     """One line about a loaded model, for the header."""
     cfg = pipe.config
-    params = pipe.model.num_parameters() / 1e6
     space = "pixel space" if cfg.space == "pixel" else "SD-VAE latent space"
     return (
-        f"**{pipe.name}** · {params:.1f} M parameters · {cfg.depth} blocks of width "
+        f"**{pipe.name}** · {model_parameters(pipe.model)} · {cfg.depth} blocks of width "
         f"{cfg.hidden_size} · {cfg.input_size}×{cfg.input_size} {space} · "
         f"{cfg.grid_size}×{cfg.grid_size} tokens · {cfg.num_classes} classes"
     )

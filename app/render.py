@@ -145,6 +145,46 @@ def labelled(img: np.ndarray, label: str, size: int = 13, width: int | None = No
     return np.asarray(canvas)
 
 
+def tick_text(value: float) -> str:
+    """A colour-bar tick: 3 significant digits, no trailing zeros."""
+    return f"{value:.3g}"
+
+
+def colorbar(
+    vmin: float,
+    vmax: float,
+    label: str,
+    width: int,
+    cmap: str = "magma",
+    size: int = 12,
+    bar_height: int = 12,
+) -> np.ndarray:
+    """A horizontal colour bar `width` pixels wide: the gradient of `cmap` from vmin to vmax,
+    ticks at both ends and the middle, and `label` (what the colour measures, with its unit)
+    underneath. Stack it under the images it describes (`stack_rows`)."""
+    f = font(size)
+    margin = 24  # room for the end ticks' text
+    inner = max(width - 2 * margin, 16)
+    canvas = Image.new("RGB", (max(width, inner + 2 * margin), bar_height + 2 * size + 18), BG)
+    gradient = _lut(cmap)[np.linspace(0, 255, inner).astype(np.int64)]
+    canvas.paste(Image.fromarray(np.repeat(gradient[None], bar_height, 0)), (margin, 2))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((margin - 1, 1, margin + inner, bar_height + 2), outline=INK)
+    for frac in (0.0, 0.5, 1.0):
+        x = margin + frac * (inner - 1)
+        draw.line((x, bar_height + 2, x, bar_height + 5), fill=INK)
+        text = tick_text(vmin + frac * (vmax - vmin))
+        draw.text((x - draw.textlength(text, font=f) / 2, bar_height + 6), text, fill=INK, font=f)
+    text = label
+    if draw.textlength(text, font=f) > canvas.width - 4:  # too long: cut, mark with "…"
+        while text and draw.textlength(text + "…", font=f) > canvas.width - 4:
+            text = text[:-1]
+        text = text.rstrip() + "…"
+    y = bar_height + size + 10
+    draw.text(((canvas.width - draw.textlength(text, font=f)) / 2, y), text, fill=INK, font=f)
+    return np.asarray(canvas)
+
+
 def labelled_grid(
     tiles: list[np.ndarray], labels: list[str], cols: int, pad: int = 8, size: int = 12
 ) -> np.ndarray:

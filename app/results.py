@@ -113,6 +113,7 @@ class BranchesReset:
     block: Any
     image: Any
     panels: BranchPanels
+    show: Any  # the "Colour each token by" control, back to the norm maps
 
 
 @dataclass(frozen=True)

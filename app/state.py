@@ -77,6 +77,7 @@ class RunRecord:
     seconds: float
     folder: Path
     png_paths: list[str] = field(default_factory=list)
+    share: tuple[str, str] | None = None  # (settings JSON, share query) shown for this run
     cache: dict[Any, Any] = field(default_factory=dict)  # rendered views (paths, figures)
     _summaries: dict[tuple[int, int], BlockSummary] | None = field(default=None, repr=False)
     _summary_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -24,8 +24,9 @@ seconds. Expect emoji-like pictures in the chosen category, not copies of real e
 GENERATE_HELP = """\
 **How sampling works.** Generation starts from Gaussian noise at time t = 0 and follows the
 model's velocity v(x, t, class) to t = 1 (data), along DiMSUM's GVP path
-x_t = sin(πt/2)·x₁ + cos(πt/2)·x₀. **Steps**: solver steps (dopri5: number of output points; the
-adaptive solver chooses its own steps in between). **Heun** uses 2 model evaluations per step
+x_t = sin(πt/2)·x₁ + cos(πt/2)·x₀. **Steps**: N steps split t into N intervals, recorded as steps 0 (noise) to N (the image) for
+every sampler (dopri5: N intervals between its N + 1 recorded points, the library's
+`num_steps = N + 1`; the adaptive solver chooses its own steps in between). **Heun** uses 2 model evaluations per step
 (accurate with few steps), **Euler** 1, **dopri5** is the official adaptive solver.
 **Step schedule** (Heun, Euler): *uniform* spaces the steps evenly in t; *Karras (EDM)* spaces
 them evenly in the noise level's ρ = 7 scale, so they crowd near t = 0 and t = 1, where the guided
@@ -77,10 +78,12 @@ the same weights each time) runs.
 BRANCHES_HELP = """\
 **What you see.** Inside one block at one sampling step: the **spatial branch** output, the
 **frequency branch** output (after the inverse wavelet transform, back on the token grid), the
-**cross-attention fusion** (each branch queries the other) and the **block output**. Top maps
-colour each token by the first three principal components of its channels (similar colour =
-similar features); bottom maps show each token's feature norm. The chart compares the Haar
-packet energy spectra of the outputs. **Look for:** how the two branches differ (the frequency
+**cross-attention fusion** (each branch queries the other) and the **block output**. Each map
+is the token grid; a token's colour is the **strength of its features** (the length of
+its channel vector), on one colour scale for all four maps, so a brighter map means a branch
+that writes more. *Feature similarity* instead colours tokens by their three main feature
+directions (principal components): same colour = similar features. The chart compares how each
+output's energy is spread over the Haar packet subbands (log scale, in % of its total). **Look for:** how the two branches differ (the frequency
 branch mixes information within wavelet windows, the spatial one along its scan lines), and how
 the maps sharpen from early to late steps.
 """
@@ -112,9 +115,12 @@ its training curves appear here; when `checkpoints/ablation/<variant>/` folders 
 generate the same seed and class with every variant side by side.
 """
 
-STOPPED_STATUS = (
-    "**Stopped.** This run was discarded; the tabs below still show the last finished run, "
-    "if there is one."
+STOPPED_PREVIOUS = (
+    "**Stopped at {where}.** That run was discarded; showing the previous run (its images "
+    "and every tab below)."
+)
+STOPPED_NOTHING = (
+    "**Stopped at {where}.** That run was discarded; there is no finished run to show yet."
 )
 
 SHARE_HELP = """\

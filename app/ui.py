@@ -9,14 +9,13 @@ light and run concurrently. Events are registered in a fixed order: gradio numbe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from . import text
+from . import stopping, text
 from .errors import clean_errors
 from .explorer import Explorer
 from .linking import LinkedHandlers
@@ -30,7 +29,9 @@ from .results import (
     ViewsReset,
 )
 from .tabs import architecture, branches, evidence, generate, linked, scans, trajectory, wavelets
+from .tabs import tour as tour_tab
 from .tabs.outputs import components, named
+from .tour import Tour
 
 SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
 VIEW = dict(
@@ -52,6 +53,7 @@ class Page:
     architecture: architecture.ArchitectureTab
     evidence: evidence.EvidenceTab
     linked: linked.LinkedTab
+    tour: tour_tab.TourPanel
 
     @property
     def model_outputs(self) -> ModelOutputs:
@@ -82,7 +84,8 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
         _wire_views(explorer, page)
         _wire_settings(explorer, page)
         _wire_tabs(explorer, page)
-        _wire_linked(LinkedHandlers(explorer), page)  # last: earlier events keep their numbers
+        _wire_linked(LinkedHandlers(explorer), page)  # late: earlier events keep their numbers
+        tour_tab.wire(Tour(explorer), page.tour, page)
     return demo
 
 
@@ -93,6 +96,7 @@ def _layout(explorer: Explorer) -> Page:
     if explorer.notes:
         gr.Markdown("\n\n".join(explorer.notes), elem_id="startup-notes")
     panel = generate.build(explorer, first)
+    tour = tour_tab.build(Tour(explorer))
     with gr.Tabs(selected="trajectory", elem_id="views") as tabs:
         trajectory_tab = trajectory.build()
         wavelets_tab = wavelets.build()
@@ -114,6 +118,7 @@ def _layout(explorer: Explorer) -> Page:
         architecture_tab,
         evidence_tab,
         linked_tab,
+        tour,
     )
 
 
@@ -223,14 +228,16 @@ def _wire_generation(ex: Explorer, page: Page) -> None:
         js="(q) => q ? window.location.origin + window.location.pathname + q : ''",
         api_visibility="private",
     )
-    # Says what a stop leaves behind: the streamed previews had cleared the gallery, while the
-    # tabs keep the last finished run (the session only moves to a run once it completes).
-    s.stop_btn.click(
-        None,
-        outputs=[r.status],
-        js=f"() => {json.dumps(text.STOPPED_STATUS)}",
+    # Stop: the run is discarded and the page shows the previous run, images and tabs alike
+    # (app/stopping.py).
+    _on(
+        s.stop_btn.click,
+        lambda session, status: stopping.stopped(ex, session, status),
+        outputs,
+        inputs=[page.session, r.status],
         cancels=[gen_event],
         api_visibility="private",
+        queue=False,
     )
 
 

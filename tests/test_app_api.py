@@ -176,7 +176,8 @@ def test_same_seed_same_image_whatever_the_batch(server, run) -> None:
 
 def test_refresh_views(run) -> None:
     _, _, views = run
-    assert len(views) == 22
+    assert len(views) == 23
+    assert _v(views[22]) == "norm"  # the Branches maps are back to feature strength
     # trajectory frame, wavelet mosaics and branch panels are PNG files
     for idx in (1, 9, 10, 16, 17, 18, 19):
         assert Path(views[idx]).is_file() and Path(views[idx]).suffix == ".png", (idx, views[idx])
@@ -215,7 +216,9 @@ def test_branches_and_scans(run) -> None:
     step, block = _v(views[13]), _v(views[14])
     *images, plot, caption = c.predict(step, block, 1, api_name="/branches_view")
     assert len(images) == 4 and all(Path(p).is_file() for p in images)
-    assert "principal components" in caption
+    assert "strength of its features" in caption  # the default: norm maps, explained
+    *images, plot, caption = c.predict(step, block, 1, "pca", api_name="/branches_view")
+    assert len(images) == 4 and "principal components" in caption
     strip, img, text = c.predict(1, api_name="/scan_view")
     assert "block 1" in strip and Path(img).is_file() and "row-major reversed" in text
 

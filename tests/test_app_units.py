@@ -322,7 +322,7 @@ def test_curves_file_parsing(tmp_path: Path) -> None:
     assert evidence.curves_figure(data).data
     row = next(r for r in table.splitlines() if r.startswith("| dimsum |"))
     fd = data["variants"]["dimsum"]["fd_emoji"][-1]
-    assert f"| {fd:.3g} |" in row and "| 3.977 M |" in row
+    assert f"| {fd:.3g} |" in row and "| 3.98 M trainable parameters |" in row
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"variants": []}))
     with pytest.raises(evidence.CurvesError):
@@ -376,3 +376,69 @@ def test_run_record_reduces_traces_on_first_use() -> None:
     assert np.array_equal(got.pca_rgb, want.pca_rgb) and np.allclose(got.spectrum, want.spectrum)
     assert record.blocks is blocks  # reduced once
     assert record.nbytes < before
+
+
+# ---- readability (issue 21, item 4) ----------------------------------------------------------
+def _decade_axis_ok(axis) -> None:
+    """A log energy axis labels decades as percentages, never plotly's minor-tick digits."""
+    assert axis.type == "log" and axis.tickmode == "array"
+    vals = list(axis.tickvals)
+    assert all(np.isclose(np.log10(v), round(np.log10(v))) for v in vals) and vals[-1] == 1
+    assert list(axis.ticktext)[-1] == "100%" and all(t.endswith("%") for t in axis.ticktext)
+    assert "%" in axis.title.text
+
+
+def test_energy_charts_have_real_tick_labels() -> None:
+    l1 = np.array([0.97, 0.02, 0.009, 0.001])
+    l2 = np.concatenate([l1 * 0.9, np.full(12, 0.1 / 12 * 0.001)])
+    fig = wavelets.energy_figure(l1, l2 / l2.sum(), "t")
+    _decade_axis_ok(fig.layout.yaxis)
+    assert fig.layout.yaxis.ticktext[0] == "0.0001%"  # down to the smallest bar's decade
+    assert fig.layout.xaxis.title.text and fig.layout.xaxis2.title.text
+    from app.views import evidence
+
+    rng = np.random.default_rng(0)
+    imgs = {k: rng.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8) for k in ("a", "b")}
+    _decade_axis_ok(evidence.spectra_figure(imgs).layout.yaxis)
+    assert wavelets.percent_label(0.001) == "0.1%" and wavelets.percent_label(1.0) == "100%"
+
+
+def test_wavelet_detail_tiles_share_one_scale_with_a_colour_bar(monkeypatch) -> None:
+    calls = []
+    real = wavelets.colorize
+
+    def spy(values, vmin=None, vmax=None, cmap="magma"):
+        calls.append((vmin, vmax))
+        return real(values, vmin, vmax, cmap)
+
+    monkeypatch.setattr(wavelets, "colorize", spy)
+    x = np.random.default_rng(1).normal(size=(3, 32, 32))
+    l1, l2 = wavelets.packet(x, "haar")
+    m1, m2 = wavelets.image_tiles(l1, l2)
+    level2 = calls[3:]  # 3 level-1 details, then the 15 level-2 details
+    assert len(level2) == 15 and len(set(level2)) == 1 and None not in level2[0]
+    calls.clear()
+    wavelets.scalar_tiles([b[0] for b in l1], [b[0] for b in l2], signed=True, label="u")
+    assert len(set(calls[-15:])) == 1  # signed maps too: one symmetric scale per level
+    # the colour bar (with its unit) is drawn under the mosaic: taller than the tiles alone
+    from app.render import colorbar
+
+    bar = colorbar(0, 1, wavelets.IMAGE_UNIT, m2.shape[1])
+    assert bar.shape[1] == m2.shape[1] and m2.shape[0] > 4 * (8 * 14) + bar.shape[0]
+
+
+def test_parameter_counts_have_one_wording(tmp_path: Path) -> None:
+    from app.models import model_parameters, parameter_count
+    from app.testing import example_curves
+    from app.views import evidence
+
+    model = dimsum.DiMSUM(dimsum.get_preset("emoji-XS"))
+    trainable = model.num_parameters(trainable_only=True)
+    assert model_parameters(model) == parameter_count(trainable)
+    assert parameter_count(435_340) == "0.435 M trainable parameters"
+    data = json.loads(example_curves())
+    want = parameter_count(data["variants"]["dimsum"]["params"])
+    assert want in evidence.curves_markdown(data)
+    assert any(want in (t.name or "") for t in evidence.curves_figure(data).data)
+    source = (ROOT / "app" / "explorer.py").read_text() + (ROOT / "app" / "models.py").read_text()
+    assert "/ 1e6" not in source.replace("count / 1e6", "")  # no second wording anywhere

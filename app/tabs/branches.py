@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import text
-from ..components import RawDropdown
+from ..components import RawDropdown, RawRadio
 from ..results import BranchesReset, BranchPanels
 from ..views import branches as view
 
@@ -17,17 +17,18 @@ class BranchesTab:
     step: RawDropdown
     block: RawDropdown
     image: RawDropdown
+    show: RawRadio
     panels: BranchPanels  # of components: one image per view.BRANCH_OUTPUTS
 
     @property
     def view_inputs(self) -> list:
         """The branches_view inputs after the session, in its API order."""
-        return [self.step, self.block, self.image]
+        return [self.step, self.block, self.image, self.show]
 
     @property
     def reset(self) -> BranchesReset:
         """What a new run resets (the shape of ViewsReset.branches)."""
-        return BranchesReset(self.step, self.block, self.image, self.panels)
+        return BranchesReset(self.step, self.block, self.image, self.panels, self.show)
 
 
 def build() -> BranchesTab:
@@ -37,6 +38,12 @@ def build() -> BranchesTab:
             step = RawDropdown([], label="Step (traced steps)")
             block = RawDropdown([], label="Block")
             image = RawDropdown([], label="Image")
+        show = RawRadio(
+            [(v, k) for k, v in view.MAPS.items()],
+            value="norm",
+            label="Colour each token by",
+            elem_id="branch-show",
+        )
         with gr.Row():
             images = [
                 gr.Image(
@@ -44,7 +51,7 @@ def build() -> BranchesTab:
                     show_label=False,
                     format="png",
                     interactive=False,
-                    height=380,
+                    height=300,
                     min_width=150,
                     buttons=["download", "fullscreen"],
                 )
@@ -52,4 +59,4 @@ def build() -> BranchesTab:
             ]
         caption = gr.Markdown(elem_classes="view-caption")
         plot = gr.Plot(show_label=False, label="Subband energy of each output")
-    return BranchesTab(step, block, image, BranchPanels(images, plot, caption))
+    return BranchesTab(step, block, image, show, BranchPanels(images, plot, caption))

@@ -55,9 +55,12 @@ def _compare_panel(num_variants: int) -> ComparePanel:
     gallery = gr.Gallery(
         label="Variants",
         format="png",
-        columns=min(num_variants, 6),
-        height=240,
+        # square cells as tall as they are wide ("auto": the box grows to fit them), at most
+        # ~200 px each, so every image shows whole with its caption (the variant) under it
+        columns=max(num_variants, 6),
+        height="auto",
         object_fit="contain",
+        allow_preview=True,
         elem_classes="pixelated",
         elem_id="compare-gallery",
     )

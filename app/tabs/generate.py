@@ -116,7 +116,9 @@ def _sampling_controls(explorer: Explorer, first: ModelOutputs) -> SamplingContr
             max_length=40,
         )
         dice = gr.Button("Random seed", scale=1, min_width=90, size="sm")
-    steps = RawSlider(1, lim.max_steps, value=DEFAULTS["steps"], step=1, label="Steps")
+    steps = RawSlider(
+        1, lim.max_steps, value=DEFAULTS["steps"], step=1, label="Steps", elem_id="steps"
+    )
     sampler = RawRadio(SAMPLER_CHOICES, value=DEFAULTS["sampler"], label="Sampler")
     schedule = RawRadio(
         SCHEDULE_CHOICES,

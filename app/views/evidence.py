@@ -12,7 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .wavelets import L2_LABELS, energy_fractions, packet
+from ..models import parameter_count
+from .wavelets import ENERGY_HOVER, L2_LABELS, energy_axis, energy_fractions, packet
 
 METRICS = (
     ("fd_emoji", "FD-emoji (lower is better)"),
@@ -67,11 +68,7 @@ def curves_figure(data: dict[str, Any]) -> go.Figure:
             continue
         color = COLORS[i % len(COLORS)]
         params = v.get("params")
-        label = (
-            f"{name} ({params / 1e6:.2f} M trainable params)"
-            if isinstance(params, (int, float))
-            else name
-        )
+        label = f"{name} ({parameter_count(params)})" if isinstance(params, (int, float)) else name
         panels = [("eval_steps", key) for key, _ in METRICS] + [("loss_steps", "loss")]
         for j, (xs, ys) in enumerate(panels):
             series = _series(v, xs, ys)
@@ -103,10 +100,10 @@ def curves_figure(data: dict[str, Any]) -> go.Figure:
 
 
 def curves_markdown(data: dict[str, Any]) -> str:
-    """Final metrics per variant (the last evaluation), with trainable parameters (curves.json;
-    the model card counts all, 0.47 M for emoji-XS), steps and wall time."""
+    """Final metrics per variant (the last evaluation), with trainable parameters (curves.json,
+    worded by `parameter_count` like every count in the app), steps and wall time."""
     rows = [
-        "| variant | trainable parameters | steps | wall time | FD-emoji | precision | recall | accuracy |",
+        "| variant | parameters | steps | wall time | FD-emoji | precision | recall | accuracy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
@@ -123,7 +120,7 @@ def curves_markdown(data: dict[str, Any]) -> str:
         params, steps, wall = v.get("params"), v.get("steps"), v.get("wall_seconds")
         cells = [
             name,
-            f"{params / 1e6:.3f} M" if isinstance(params, (int, float)) else "?",
+            parameter_count(params) if isinstance(params, (int, float)) else "?",
             f"{steps:,}" if isinstance(steps, int) else "?",
             f"{wall / 60:.0f} min" if isinstance(wall, (int, float)) else "?",
             last(v, "fd_emoji", ".3g"),
@@ -143,14 +140,21 @@ def curves_markdown(data: dict[str, Any]) -> str:
 def spectra_figure(images: dict[str, np.ndarray]) -> go.Figure:
     """Mean packet energy spectrum of each variant's images (log scale)."""
     fig = go.Figure()
+    means = []
     for i, (name, arr) in enumerate(images.items()):
         spectra = [
             energy_fractions(packet(a.astype(np.float64).transpose(2, 0, 1) / 127.5 - 1, "haar")[1])
             for a in arr
         ]
+        means.append(np.mean(spectra, 0))
         fig.add_trace(
             go.Bar(
-                x=L2_LABELS, y=np.mean(spectra, 0), name=name, marker_color=COLORS[i % len(COLORS)]
+                x=L2_LABELS,
+                y=means[-1],
+                name=name,
+                marker_color=COLORS[i % len(COLORS)],
+                hovertext=[name] * len(L2_LABELS),
+                hovertemplate=ENERGY_HOVER,
             )
         )
     fig.update_layout(
@@ -158,10 +162,12 @@ def spectra_figure(images: dict[str, np.ndarray]) -> go.Figure:
         title=dict(
             text="Energy per Haar packet subband of the generated images", font=dict(size=14)
         ),
-        yaxis=dict(type="log", title="energy fraction"),
-        xaxis=dict(tickangle=-50),
-        height=360,
+        yaxis=energy_axis(*means) if means else dict(type="log"),
+        xaxis=dict(
+            tickangle=-50, title=dict(text="Haar packet subband (level-1 band / level-2 band)")
+        ),
+        height=380,
         template="plotly_white",
-        margin=dict(l=50, r=10, t=50, b=90),
+        margin=dict(l=70, r=10, t=50, b=120),
     )
     return fig

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -20,11 +21,13 @@ from plotly.subplots import make_subplots
 from dimsum.models.wavelets import SUBBAND_MEANING, SUBBANDS_L1
 
 from ..render import (
+    colorbar,
     colorize,
     fit_factor,
     labelled,
     labelled_grid,
     normalized_rgb,
+    stack_rows,
     upscale,
     write_png,
 )
@@ -87,45 +90,115 @@ def _magnitude(band: np.ndarray) -> np.ndarray:
     return np.sqrt(np.square(band).sum(0))
 
 
+# What the detail tiles' colours measure (the colour bars' labels)
+IMAGE_UNIT = "|coefficient| over R, G, B (pixel values scaled to [-1, 1])"
+FREQ_UNITS = {
+    "meanabs": "mean |coefficient| over the block's channels (feature units)",
+    "pc1": "projection on the channels' first principal component (feature units)",
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One colour scale shared by the tiles it is drawn under."""
+
+    vmin: float
+    vmax: float
+    label: str
+    cmap: str = "magma"
+
+    def tile(self, values: np.ndarray) -> np.ndarray:
+        return colorize(values, self.vmin, self.vmax, cmap=self.cmap)
+
+
+def _robust_max(maps: list[np.ndarray]) -> float:
+    """The 99.5th percentile over all tiles of one scale (a few hot pixels do not wash it out)."""
+    return float(np.percentile(np.concatenate([m.ravel() for m in maps]), 99.5)) or 1e-12
+
+
 def image_tiles(l1: list[np.ndarray], l2: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Band mosaics of an RGB image: LL in colour, details as magnitude (magma).
+    """Band mosaics of an RGB image: the approximation in colour, details as magnitude (magma).
 
-    Level 1: the three detail bands share one scale (their brightness compares energy).
-    Level 2: each tile has its own scale (structure; the chart compares energies).
+    Each level's detail tiles share one colour scale, drawn as a colour bar under the mosaic,
+    so their brightness compares directly (the chart compares their energies).
     """
-    vmax = max(float(np.percentile(_magnitude(b), 99.5)) for b in l1[1:]) or 1e-12
-    tiles1 = [normalized_rgb(l1[0])] + [colorize(_magnitude(b), 0.0, vmax) for b in l1[1:]]
-    tiles2 = [normalized_rgb(l2[0])] + [colorize(_magnitude(b)) for b in l2[1:]]
-    return mosaics(tiles1, tiles2)
+    mags1 = [_magnitude(b) for b in l1[1:]]
+    mags2 = [_magnitude(b) for b in l2[1:]]
+    s1 = Scale(0.0, _robust_max(mags1), IMAGE_UNIT)
+    s2 = Scale(0.0, _robust_max(mags2), IMAGE_UNIT)
+    tiles1 = [normalized_rgb(l1[0])] + [s1.tile(m) for m in mags1]
+    tiles2 = [normalized_rgb(l2[0])] + [s2.tile(m) for m in mags2]
+    return mosaics(tiles1, tiles2, s1, s2)
 
 
-def mosaics(tiles1: list[np.ndarray], tiles2: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Titled, captioned mosaics: level 1 as 2x2, level 2 as 4x4 (level-1-major rows)."""
+def mosaics(
+    tiles1: list[np.ndarray], tiles2: list[np.ndarray], scale1: Scale, scale2: Scale
+) -> tuple[np.ndarray, np.ndarray]:
+    """Titled, captioned mosaics with their colour bars: level 1 as 2x2, level 2 as 4x4."""
     f1 = fit_factor(tiles1[0].shape[0], 176)
     f2 = fit_factor(tiles2[0].shape[0], 112)
     m1 = labelled_grid([upscale(t, f1) for t in tiles1], L1_LABELS, cols=2, size=12)
     m2 = labelled_grid([upscale(t, f2) for t in tiles2], L2_LABELS, cols=4, size=11)
+    m1 = stack_rows(
+        [m1, colorbar(scale1.vmin, scale1.vmax, scale1.label, m1.shape[1], scale1.cmap)]
+    )
+    m2 = stack_rows(
+        [m2, colorbar(scale2.vmin, scale2.vmax, scale2.label, m2.shape[1], scale2.cmap)]
+    )
     return (
-        labelled(m1, "Level 1: 4 subbands (details share one scale)", size=15),
-        labelled(m2, "Level 2: 16 packet subbands, level-1 / level-2 band", size=15),
+        labelled(m1, "Level 1: 4 subbands (details on one colour scale)", size=14),
+        labelled(m2, "Level 2: 16 packet subbands (details on one scale)", size=14),
     )
 
 
 def scalar_tiles(
-    l1: list[np.ndarray], l2: list[np.ndarray], signed: bool
+    l1: list[np.ndarray], l2: list[np.ndarray], signed: bool, label: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Band mosaics of one scalar map per band ((h, w) each)."""
+    """Band mosaics of one scalar map per band ((h, w) each): the detail tiles of each level
+    share one scale (signed maps: symmetric, red/blue = sign); the approximation has its own."""
 
-    def tile(b: np.ndarray, shared: float | None = None) -> np.ndarray:
+    def scale(maps: list[np.ndarray]) -> Scale:
         if signed:
-            m = shared or float(np.abs(b).max()) or 1e-12
-            return colorize(b, -m, m, cmap="RdBu_r")
-        return colorize(b, 0.0, shared) if shared else colorize(b)
+            m = _robust_max([np.abs(b) for b in maps])
+            return Scale(-m, m, label, "RdBu_r")
+        return Scale(0.0, _robust_max(maps), label)
 
-    detail = max(float(np.abs(b).max()) for b in l1[1:]) or 1e-12
-    tiles1 = [tile(l1[0])] + [tile(b, detail) for b in l1[1:]]
-    tiles2 = [tile(b) for b in l2]
-    return mosaics(tiles1, tiles2)
+    s1, s2 = scale(l1[1:]), scale(l2[1:])
+    own1, own2 = scale([l1[0]]), scale([l2[0]])
+    tiles1 = [own1.tile(l1[0])] + [s1.tile(b) for b in l1[1:]]
+    tiles2 = [own2.tile(l2[0])] + [s2.tile(b) for b in l2[1:]]
+    return mosaics(tiles1, tiles2, s1, s2)
+
+
+ENERGY_TITLE = "share of total energy (%, log scale)"
+ENERGY_HOVER = "%{x}: %{y:.3%} of the energy<extra>%{hovertext}</extra>"
+
+
+def percent_label(fraction: float) -> str:
+    """0.001 -> '0.1%', 1 -> '100%' (decade tick labels of the energy charts)."""
+    return f"{100 * fraction:.10g}%"
+
+
+def energy_axis(*series: np.ndarray | list[float], title: str = ENERGY_TITLE) -> dict:
+    """A plotly log y-axis for energy fractions with one labelled tick per decade.
+
+    Plotly's own log ticks label the minor ticks too ("5 2 0.1 5 2 0.01"), which reads as
+    nonsense to a newcomer; here every tick is a decade written as a percentage.
+    """
+    values = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in series])
+    values = values[np.isfinite(values) & (values > 0)]
+    lo = int(np.floor(np.log10(values.min()))) if values.size else -4
+    lo = max(lo, -12)
+    decades = [10.0**k for k in range(lo, 1)]
+    return dict(
+        type="log",
+        title=dict(text=title),
+        tickmode="array",
+        tickvals=decades,
+        ticktext=[percent_label(v) for v in decades],
+        range=[lo - 0.05, 0.05],
+        minor=dict(showgrid=False, ticks=""),
+    )
 
 
 def energy_figure(l1: np.ndarray, l2: np.ndarray, title: str) -> go.Figure:
@@ -139,6 +212,7 @@ def energy_figure(l1: np.ndarray, l2: np.ndarray, title: str) -> go.Figure:
             y=l1,
             marker_color=list(BAND_COLORS),
             hovertext=[f"{b}: {SUBBAND_MEANING[b]}" for b in SUBBANDS_L1],
+            hovertemplate=ENERGY_HOVER,
             name="level 1",
         ),
         row=1,
@@ -150,19 +224,22 @@ def energy_figure(l1: np.ndarray, l2: np.ndarray, title: str) -> go.Figure:
             y=l2,
             marker_color=[BAND_COLORS[i // 4] for i in range(16)],
             hovertext=[f"{c}: {lab}" for c, lab in zip(L2_CODES, L2_LABELS, strict=True)],
+            hovertemplate=ENERGY_HOVER,
             name="level 2",
         ),
         row=1,
         col=2,
     )
-    fig.update_yaxes(type="log", title_text="energy fraction", row=1, col=1)
-    fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_xaxes(tickangle=-50, row=1, col=2)
+    axis = energy_axis(l1, l2)
+    fig.update_yaxes(**axis, row=1, col=1)
+    fig.update_yaxes(**{**axis, "title": None}, row=1, col=2)
+    fig.update_xaxes(title_text="level-1 subband", row=1, col=1)
+    fig.update_xaxes(tickangle=-50, title_text="level-1 band / level-2 band", row=1, col=2)
     fig.update_layout(
         title=dict(text=title, font=dict(size=14)),
         showlegend=False,
         height=340,
-        margin=dict(l=50, r=10, t=60, b=90),
+        margin=dict(l=70, r=10, t=60, b=110),
         template="plotly_white",
     )
     return fig
@@ -198,11 +275,16 @@ def _render(
         fi = summary.freq_input
         if freq_mode == "pc1":
             l1, l2 = packet(fi.pc1[image][None].astype(np.float64), "haar")
-            tiles = scalar_tiles([b[0] for b in l1], [b[0] for b in l2], signed=True)
+            tiles = scalar_tiles(
+                [b[0] for b in l1], [b[0] for b in l2], signed=True, label=FREQ_UNITS["pc1"]
+            )
             what = "first principal component of the channels (red/blue = sign)"
         else:
             tiles = scalar_tiles(
-                list(fi.meanabs_l1[image]), list(fi.meanabs_l2[image]), signed=False
+                list(fi.meanabs_l1[image]),
+                list(fi.meanabs_l2[image]),
+                signed=False,
+                label=FREQ_UNITS["meanabs"],
             )
             what = "mean |coefficient| over channels"
         e1, e2 = fi.spectrum_l1[image], fi.spectrum[image]
@@ -226,7 +308,11 @@ def _render(
         l1, l2 = packet(x, wave)
         tiles = image_tiles(l1, l2)
         e1, e2 = energy_fractions(l1), energy_fractions(l2)
-        caption = f"**{title}**, image {image + 1}, wavelet `{wave}`."
+        caption = (
+            f"**{title}**, image {image + 1}, wavelet `{wave}`. Detail tiles: brightness = "
+            "coefficient magnitude, one colour scale per level (colour bars under the mosaics); "
+            "the approximation tiles show the image itself, on their own scale."
+        )
     fig = energy_figure(
         np.asarray(e1), np.asarray(e2), "Energy per subband (" + title.split(" —")[0] + ")"
     )
