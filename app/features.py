@@ -10,7 +10,8 @@ Raw traces are large (N x L x D per tensor); the app reduces them right after sa
 PCA is joint over all images of the run (one basis per (step, block, tensor)), so colours are
 comparable between images; component signs are fixed (largest loading positive) so colours do
 not flip from step to step for no reason. All traced steps of a block are reduced in one batch
-(batched eigh, one Haar pass), which keeps the post-sampling cost small.
+(batched eigh, one Haar pass, one hidden-state scan per branch), which keeps the post-sampling
+cost small.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from einops import rearrange
 
 from dimsum.models.wavelets import HaarIDWT
+from dimsum.ops import ScanStateInputs, scan_state_magnitudes
 
 BRANCH_OUTPUTS = ("spatial_out", "freq_out", "fusion_out", "block_out")
 STATE_NAMES = ("spatial_state", "freq_state")  # dimsum.tracing.OPTIONAL_TRACE_NAMES
@@ -155,10 +157,12 @@ def summarize_freq_inputs(stacked: torch.Tensor) -> list[FreqInputSummary]:
 
 
 def summarize_run(
-    features: dict[int, dict[int, dict[str, torch.Tensor]]],
+    features: dict[int, dict[int, dict[str, torch.Tensor | ScanStateInputs]]],
 ) -> dict[tuple[int, int], BlockSummary]:
     """The pipeline's traces {step: {block: {name: tensor}}} -> {(step, block): BlockSummary}.
-    Names a block did not record (ablation blocks record fewer) are skipped."""
+    Names a block did not record (ablation blocks record fewer) are skipped. The hidden-state
+    magnitudes of the scan animation are computed here, from the recorded scan inputs (sampling
+    only copied them)."""
     out: dict[tuple[int, int], BlockSummary] = {}
     blocks = sorted({b for per_step in features.values() for b in per_step})
     for block in blocks:
@@ -171,10 +175,11 @@ def summarize_run(
                 stacked = torch.stack([features[s][block][name] for s in have])
                 for s, summary in zip(have, summarize_maps(stacked), strict=True):
                     out[(s, block)].outputs[name] = summary
-        for name in STATE_NAMES:
-            for s in steps:
-                if name in features[s][block]:
-                    out[(s, block)].states[name] = features[s][block][name].float().numpy()
+        for name in STATE_NAMES:  # the scans' mean |h_t|, all steps of the block at once
+            have = [s for s in steps if name in features[s][block]]
+            mags = scan_state_magnitudes([features[s][block][name] for s in have])
+            for s, mag in zip(have, mags, strict=True):
+                out[(s, block)].states[name] = mag.float().numpy()
         have = [s for s in steps if "freq_bands" in features[s][block]]
         if have:
             stacked = torch.stack([features[s][block]["freq_bands"] for s in have])

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dimsum.ops import ScanStateInputs
 from dimsum.pipeline import PipelineOutput
 from dimsum.vae import SD_LATENT_RGB
 
@@ -27,7 +28,8 @@ from .features import BlockSummary, summarize_run
 
 log = logging.getLogger(__name__)
 
-Traces = dict[int, dict[int, dict[str, torch.Tensor]]]  # {step: {block: {name: tensor}}}
+# {step: {block: {name: tensor, or the scan inputs of "spatial_state" / "freq_state"}}}
+Traces = dict[int, dict[int, dict[str, torch.Tensor | ScanStateInputs]]]
 
 RAW_BUDGET_BYTES = 24 * 2**20  # float16 x_t / x1_hat / velocity kept per run
 TRACE_BUDGET_BYTES = 192 * 2**20  # peak raw trace memory during one generation
@@ -113,10 +115,13 @@ class RunRecord:
         summaries, traces = self._summaries, self.traces  # read without forcing the reduction
         if summaries is not None:
             return total + sum(b.nbytes for b in summaries.values())
-        tensors = [
+        values = [
             v for per_step in (traces or {}).values() for d in per_step.values() for v in d.values()
         ]
-        return total + sum(v.numel() * v.element_size() for v in tensors)
+        return total + sum(
+            v.nbytes if isinstance(v, ScanStateInputs) else v.numel() * v.element_size()
+            for v in values
+        )
 
     def cached(self, key: Any, make: Any) -> Any:
         """Memoise a rendered view (bounded: the oldest renders are forgotten first)."""
@@ -150,9 +155,10 @@ def plan_trace(
 ) -> tuple[list[int], list[int]]:
     """Which recorded steps and blocks to trace so the raw trace stays within budget.
 
-    Per (step, block) the pipeline keeps ~5 D-wide float16 tensors per token and image.
+    Per (step, block) the pipeline keeps ~5 D-wide float16 tensors per token and image, and
+    the two scans' inputs u (D wide each) and dt, B (narrow; the scan animation's |h|).
     """
-    per = num_images * tokens * width * 5 * 2
+    per = num_images * tokens * (width * 7 + width // 16 + 32) * 2
     pairs = max(1, TRACE_BUDGET_BYTES // max(per, 1))
     n_steps, n_blocks = min(TRACE_STEPS, num_records), depth
     # Give up blocks first (down to 4), then steps (down to 3), then blocks again.

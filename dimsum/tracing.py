@@ -10,15 +10,19 @@ Each block calls its `tracer` (when one is set) with the tensors the views need:
     fusion_out   (N, L, D)     cross-attention fusion output
     block_out    (N, L, D)     the hidden state the block returns
 
-Optional names (`OPTIONAL_TRACE_NAMES`), computed only when a recorder asks for them by name:
+Optional names (`OPTIONAL_TRACE_NAMES`), recorded only when a recorder asks for them by name:
 
-    spatial_state  (N, L)  mean |h_t| of the spatial branch's selective-scan hidden state
-    freq_state     (N, L)  the same for the frequency branch (over its wavelet tokens)
+    spatial_state  the spatial branch's selective scan: a `dimsum.ops.ScanStateInputs`
+    freq_state     the same for the frequency branch (over its wavelet tokens)
 
+    What is recorded is what the scan's hidden state depends on (its inputs u, dt, B of the
+    recorder's rows, in the recorder's dtype, and the layer's A, dt_proj, bias in float32):
+    a copy, no arithmetic, so asking for them does not slow sampling down. The quantity shown,
+    mean |h_t| (N, L) over channels and state, is computed afterwards for all recorded entries
+    at once (`dimsum.ops.scan_state_magnitudes`, float32 arithmetic as `selective_scan_ref`).
     h_t (d_inner x d_state) is the Mamba state after reading the t-th token of the branch's
     scan sequence: index t is the position in the scan order (`dimsum.models.scan_orders`),
-    not the token's place on the grid. Mean over channels and state, float32 arithmetic
-    (`dimsum.ops.selective_scan_state_magnitude`), on the recorder's rows only.
+    not the token's place on the grid.
 
 With no tracer set, a block does one `is None` check: tracing off costs nothing measurable, and
 an optional name that is not asked for costs one set lookup per block.
@@ -32,6 +36,8 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from .ops import ScanStateInputs
 
 TRACE_NAMES = (
     "normed",
@@ -69,17 +75,25 @@ class FeatureRecorder:
         self.rows = rows
         self.dtype = dtype
         self.device = device
-        self.features: dict[int, dict[str, torch.Tensor]] = {}
+        self.features: dict[int, dict[str, torch.Tensor | ScanStateInputs]] = {}
 
     def wants(self, name: str) -> bool:
-        """Whether `name` is kept (blocks compute optional traces only when it is)."""
+        """Whether `name` is kept (blocks record optional traces only when it is)."""
         return name in self.names
 
     def __call__(
-        self, block: int, name: str, value: torch.Tensor, rows_selected: bool = False
+        self,
+        block: int,
+        name: str,
+        value: torch.Tensor | ScanStateInputs,
+        rows_selected: bool = False,
     ) -> None:
         """rows_selected: `value` holds only `rows` already (optional traces)."""
         if name not in self.names:
+            return
+        if isinstance(value, ScanStateInputs):
+            assert rows_selected, "scan inputs are taken on the recorder's rows"
+            self.features.setdefault(block, {})[name] = value.to(self.device, self.dtype)
             return
         v = value.detach()
         if self.rows is not None and not rows_selected:

@@ -38,6 +38,7 @@ from einops import rearrange
 from torch import nn
 
 from ..config import DiMSUMConfig
+from ..ops import ScanStateInputs
 from .layers import (
     CrossAttentionFusion,
     DiTBlock,
@@ -63,8 +64,8 @@ from .wavelets import HaarDWT, HaarIDWT, inverse_wavelet_tokens, wavelet_tokens
 
 # A tracer receives (block index, name, tensor); see dimsum.tracing.
 Tracer = Callable[..., None]
-# (batch rows, callback): asks a branch for its scan's hidden-state magnitude (tracing only).
-StateProbe = tuple[slice, Callable[[torch.Tensor], None]]
+# (batch rows, callback): asks a branch for its scan's hidden-state inputs (tracing only).
+StateProbe = tuple[slice, Callable[[ScanStateInputs], None]]
 # A scan order given as (perm, inverse perm), both (L,) int64.
 ScanOrder = tuple[torch.Tensor, torch.Tensor]
 
@@ -105,7 +106,8 @@ class _ScannedMamba(nn.Module):
         order: ScanOrder | None = None,
     ) -> torch.Tensor:
         """x (N, L, d) in raster/token layout -> same layout. `state`: (rows, callback) to
-        receive the scan's mean |h_t| of those rows, (rows, L) in scan order. `order`: (perm,
+        receive the scan's `ScanStateInputs` of those rows (scan order; its mean |h_t| is
+        computed later, `dimsum.ops.scan_state_magnitudes`). `order`: (perm,
         inv) instead of this layer's scan order (an intervention)."""
         perm, inv = (self.scan_perm, self.scan_inv) if order is None else order
         shift, scale, gate = self.adaLN_modulation(c).chunk(3, dim=1)
@@ -113,8 +115,8 @@ class _ScannedMamba(nn.Module):
         if state is None:
             mixed = self.mixer(modulate(xs, shift, scale))
         else:
-            mixed, h = self.mixer(modulate(xs, shift, scale), state_rows=state[0])
-            state[1](h)
+            mixed, scan = self.mixer(modulate(xs, shift, scale), state_rows=state[0])
+            state[1](scan)
         xs = xs + gate.unsqueeze(1) * mixed
         return xs.index_select(1, inv)
 
@@ -193,7 +195,7 @@ class CombinedBlock(nn.Module):
         if wants is None or not wants(name):
             return None
         rows = getattr(tracer, "rows", None) or slice(None)
-        return rows, lambda h: tracer(self.layer, name, h, rows_selected=True)
+        return rows, lambda scan: tracer(self.layer, name, scan, rows_selected=True)
 
     def forward(
         self, h: torch.Tensor, residual: torch.Tensor | None, c: torch.Tensor

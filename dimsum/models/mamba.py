@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from ..ops import causal_conv1d_tokens, selective_scan_state_magnitude, selective_scan_tokens
+from ..ops import ScanStateInputs, causal_conv1d_tokens, selective_scan_tokens
 
 
 class Mamba(nn.Module):
@@ -69,10 +69,11 @@ class Mamba(nn.Module):
 
     def forward(
         self, u: torch.Tensor, state_rows: slice | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """state_rows: also return the mean |h_t| of the scan's hidden state (over channels
-        and state) of these batch rows, (rows, L) in scan order (`dimsum.tracing`'s
-        `*_state`); None (the default) computes nothing extra."""
+    ) -> torch.Tensor | tuple[torch.Tensor, ScanStateInputs]:
+        """state_rows: also return what the scan's hidden state of these batch rows depends on
+        (`ScanStateInputs`: views of the scan's own inputs, nothing computed; its mean |h_t|
+        is `dimsum.tracing`'s `*_state`, computed later by `scan_state_magnitudes`); None (the
+        default) returns the output only."""
         # Token-major throughout (N, L, channels): the layout the linear layers produce, so x, z
         # and B, C stay views of their projections and the scan reads them in place.
         x, z = self.in_proj(u).chunk(2, dim=-1)
@@ -94,7 +95,6 @@ class Mamba(nn.Module):
         if state_rows is None:
             return out
         r = state_rows
-        h = selective_scan_state_magnitude(
-            x[r], delta[r], A, B[r], self.dt_proj.bias.float(), delta_softplus=True
+        return out, ScanStateInputs(
+            x[r], dt[r], B[r], A, self.dt_proj.weight, self.dt_proj.bias, delta_softplus=True
         )
-        return out, h

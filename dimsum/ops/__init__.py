@@ -2,7 +2,9 @@
 
 from .causal_conv import causal_conv1d_tokens, causal_conv1d_tokens_ref
 from .selective_scan import (
+    ScanStateInputs,
     available_scan_impls,
+    scan_state_magnitudes,
     selective_scan_fn,
     selective_scan_ref,
     selective_scan_state_magnitude,
@@ -10,6 +12,8 @@ from .selective_scan import (
 )
 
 __all__ = [
+    "ScanStateInputs",
+    "scan_state_magnitudes",
     "causal_conv1d_tokens",
     "causal_conv1d_tokens_ref",
     "available_scan_impls",

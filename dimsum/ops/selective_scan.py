@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,9 @@ from .selective_scan_cpu import cpp_available, selective_scan_chunked, selective
 
 __all__ = [
     "SCAN_IMPLS",
+    "ScanStateInputs",
     "available_scan_impls",
+    "scan_state_magnitudes",
     "selective_scan_fn",
     "selective_scan_ref",
     "selective_scan_state_magnitude",
@@ -330,14 +333,17 @@ def selective_scan_state_magnitude(
     B: Tensor,
     delta_bias: Tensor | None = None,
     delta_softplus: bool = False,
+    chunk_elements: int = 2**18,
 ) -> Tensor:
     """Mean |h_t| over channels and state of the scan's hidden state at every step, (batch, L).
 
     Token-major inputs as :func:`selective_scan_tokens`: u, delta (batch, L, dim); A (dim, N);
     B (batch, L, N); delta_bias (dim,). Same recurrence and float32 arithmetic as
     :func:`selective_scan_ref` (``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, h_0 = 0);
-    C, D and z do not enter the state. For display (the app's scan animation): one in-place
-    fused multiply-add per step over (batch, dim, N), no autograd.
+    C, D and z do not enter the state. For display (the app's scan animation), no autograd:
+    one in-place fused multiply-add per step over (batch, dim, N), in chunks of steps whose
+    buffers stay in cache (two of `chunk_elements` floats, reused; the whole (L, batch, dim,
+    N) state is never held).
     """
     with torch.no_grad():
         ct = torch.float64 if u.dtype == torch.float64 else torch.float32
@@ -346,9 +352,116 @@ def selective_scan_state_magnitude(
             delta = delta + delta_bias.to(ct)
         if delta_softplus:
             delta = F.softplus(delta)
-        delta = delta.transpose(0, 1)  # step-major: each step's state is one contiguous block
-        decay = torch.exp(delta[..., None] * A.to(ct))  # (L, batch, dim, N)
-        h = (delta * u.to(ct).transpose(0, 1))[..., None] * B.to(ct).transpose(0, 1)[:, :, None]
-        for t in range(1, h.shape[0]):  # h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, in place
-            h[t].addcmul_(decay[t], h[t - 1])
-        return h.abs().mean(dim=(2, 3)).t()
+        # step-major: each step's state is one contiguous block
+        du = (delta * u.to(ct)).transpose(0, 1).contiguous()  # (L, batch, dim)
+        delta = delta.transpose(0, 1).contiguous()
+        Bt = B.to(ct).transpose(0, 1)  # (L, batch, N)
+        A = A.to(ct)
+        length, batch, dim = du.shape
+        n = A.shape[1]
+        steps = max(1, min(length, chunk_elements // max(1, batch * dim * n)))
+        decay = du.new_empty(steps, batch, dim, n)
+        h = du.new_empty(steps, batch, dim, n)
+        prev = du.new_zeros(batch, dim, n)
+        out = du.new_empty(length, batch)
+        for t0 in range(0, length, steps):
+            k = min(steps, length - t0)
+            dec, hk = decay[:k], h[:k]
+            torch.mul(delta[t0 : t0 + k, :, :, None], A, out=dec).exp_()
+            torch.mul(du[t0 : t0 + k, :, :, None], Bt[t0 : t0 + k, :, None, :], out=hk)
+            for j in range(k):  # h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, in place
+                hk[j].addcmul_(dec[j], prev)
+                prev = hk[j]
+            prev = prev.clone()  # the next chunk overwrites h
+            torch.mean(torch.abs(hk, out=dec), dim=(2, 3), out=out[t0 : t0 + k])
+        return out.t()
+
+
+@dataclass(frozen=True)
+class ScanStateInputs:
+    """What a selective scan's hidden state depends on, kept to compute its magnitude later.
+
+    Token-major, as :func:`selective_scan_tokens`: u (batch, L, dim); dt (batch, L, R), the
+    low-rank time step before its projection, ``delta = dt @ dt_weight.T`` (dim, R) (Mamba's
+    ``dt_proj``, R = dt_rank: far smaller than delta); B (batch, L, N); A (dim, N); delta_bias
+    (dim,) or None; delta_softplus as the scan's. Nothing of size (batch, L, dim, N): taking
+    these costs a copy of the scan's own inputs, no arithmetic (the app's tracing, which must
+    not slow sampling down); :func:`scan_state_magnitudes` does the scans afterwards, batched.
+    """
+
+    u: Tensor
+    dt: Tensor
+    B: Tensor
+    A: Tensor
+    dt_weight: Tensor
+    delta_bias: Tensor | None
+    delta_softplus: bool
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> ScanStateInputs:
+        """Detached copies: the per-token tensors in `dtype` (a trace's storage dtype), the
+        small per-layer parameters (A, dt_weight, delta_bias) in float32."""
+
+        def keep(t: Tensor, dt: torch.dtype) -> Tensor:
+            return t.detach().to(device=device, dtype=dt, copy=True)
+
+        f32 = torch.float32
+        return ScanStateInputs(
+            keep(self.u, dtype),
+            keep(self.dt, dtype),
+            keep(self.B, dtype),
+            keep(self.A, f32),
+            keep(self.dt_weight, f32),
+            None if self.delta_bias is None else keep(self.delta_bias, f32),
+            self.delta_softplus,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        tensors = (self.u, self.dt, self.B, self.A, self.dt_weight, self.delta_bias)
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    def _same_scan(self, other: ScanStateInputs) -> bool:
+        """Whether `other` can share one batched scan with this (same layer, same shapes)."""
+        if self.delta_softplus != other.delta_softplus or (self.delta_bias is None) != (
+            other.delta_bias is None
+        ):
+            return False
+        if self.u.shape[1:] != other.u.shape[1:] or self.dt.shape[1:] != other.dt.shape[1:]:
+            return False
+        pairs = [(self.A, other.A), (self.dt_weight, other.dt_weight)]
+        if self.delta_bias is not None:
+            pairs.append((self.delta_bias, other.delta_bias))  # type: ignore[arg-type]
+        return all(a.shape == b.shape and torch.equal(a, b) for a, b in pairs)
+
+
+def scan_state_magnitudes(inputs: list[ScanStateInputs]) -> list[Tensor]:
+    """Mean |h_t| (:func:`selective_scan_state_magnitude`, float32) of each entry, (batch, L).
+
+    Entries of one layer (equal A, dt_weight, delta_bias, shapes) are scanned together: one
+    batched scan per layer, whatever the number of entries.
+    """
+    out: list[Tensor | None] = [None] * len(inputs)
+    groups: list[list[int]] = []
+    for i, item in enumerate(inputs):
+        for g in groups:
+            if inputs[g[0]]._same_scan(item):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    for g in groups:
+        first = inputs[g[0]]
+        with torch.no_grad():
+            u = torch.cat([inputs[i].u for i in g])
+            dt = torch.cat([inputs[i].dt for i in g]).float()
+            B = torch.cat([inputs[i].B for i in g])
+            delta = dt @ first.dt_weight.float().t()
+            mags = selective_scan_state_magnitude(
+                u, delta, first.A, B, first.delta_bias, first.delta_softplus
+            )
+        start = 0
+        for i in g:
+            rows = inputs[i].u.shape[0]
+            out[i] = mags[start : start + rows]
+            start += rows
+    return out  # type: ignore[return-value]
