@@ -34,6 +34,9 @@ def make_theme() -> gr.themes.Base:
 CSS = """
 /* Small images (32x32 emoji, 16x16 token maps) are enlarged by the browser: keep pixels crisp. */
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
+/* Evidence variants: 32x32 images at most 200 px, whole and square however few variants fill the
+   row (gradio stretches a short row's cells to the full width, taller than the gallery). */
+#compare-gallery img { max-width: 200px; max-height: 200px; margin: 0 auto; }
 /* The live image is sent at the previews' own size (cheap to encode): fill the box. */
 #live-image img, #live-image .image-container:fullscreen img { object-fit: contain; }
 #header h1 { margin-bottom: 0.2rem; }
