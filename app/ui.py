@@ -19,15 +19,26 @@ import gradio as gr
 from . import text
 from .errors import clean_errors
 from .explorer import Explorer
+from .intervene import Interventions
 from .results import (
     ControlValues,
     GenerateOutputs,
+    InterventionRefresh,
     ModelChange,
     ModelOutputs,
     SettingsChange,
     ViewsReset,
 )
-from .tabs import architecture, branches, evidence, generate, scans, trajectory, wavelets
+from .tabs import (
+    architecture,
+    branches,
+    evidence,
+    generate,
+    interventions,
+    scans,
+    trajectory,
+    wavelets,
+)
 from .tabs.outputs import components, named
 
 SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
@@ -49,6 +60,7 @@ class Page:
     branches: branches.BranchesTab
     architecture: architecture.ArchitectureTab
     evidence: evidence.EvidenceTab
+    interventions: interventions.InterventionsTab
 
     @property
     def model_outputs(self) -> ModelOutputs:
@@ -75,10 +87,11 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
         page = _layout(explorer)
         _wire_model_events(explorer, demo, page)
         _wire_controls(explorer, page)
-        _wire_generation(explorer, page)
+        gen_event = _wire_generation(explorer, page)
         _wire_views(explorer, page)
         _wire_settings(explorer, page)
         _wire_tabs(explorer, page)
+        _wire_interventions(Interventions(explorer), page, gen_event)  # last: fn_index order
     return demo
 
 
@@ -96,6 +109,7 @@ def _layout(explorer: Explorer) -> Page:
         branches_tab = branches.build()
         architecture_tab = architecture.build(first.diagram)
         evidence_tab = evidence.build(explorer)
+        interventions_tab = interventions.build(explorer.registry.get(explorer.default_key).model)
     return Page(
         session,
         panel,
@@ -106,6 +120,7 @@ def _layout(explorer: Explorer) -> Page:
         branches_tab,
         architecture_tab,
         evidence_tab,
+        interventions_tab,
     )
 
 
@@ -164,7 +179,7 @@ def _wire_controls(ex: Explorer, page: Page) -> None:
     )
 
 
-def _wire_generation(ex: Explorer, page: Page) -> None:
+def _wire_generation(ex: Explorer, page: Page) -> Any:
     """Generate streams previews, then the views reset to the new run; Stop cancels it."""
     r, share, s = page.panel.results, page.panel.share, page.panel.sampling
     outputs = GenerateOutputs(
@@ -224,6 +239,7 @@ def _wire_generation(ex: Explorer, page: Page) -> None:
         cancels=[gen_event],
         api_visibility="private",
     )
+    return gen_event
 
 
 def _wire_views(ex: Explorer, page: Page) -> None:
@@ -333,4 +349,54 @@ def _wire_tabs(ex: Explorer, page: Page) -> None:
             ],
             api_name="compare_variants",
             **SAMPLING,
+        )
+
+
+def _wire_interventions(iv: Interventions, page: Page, gen_event: Any) -> None:
+    """Interventions tab: a quick input check, then the re-run (serialised with sampling); after
+    each run the tab shows the new originals and the run model's blocks."""
+    tab, session = page.interventions, page.session
+    inputs = [session, *tab.inputs]
+    # A bad input stops here with one message (the re-run's outputs never enter an error state).
+    check = tab.run_btn.click(
+        clean_errors(iv.check),
+        inputs=inputs,
+        show_progress="hidden",
+        queue=False,
+        api_visibility="private",
+    )
+    _on(
+        check.success,
+        iv.intervene,
+        tab.result,
+        inputs=inputs,
+        api_name="intervene",
+        show_progress_on=[tab.result.changed],
+        **SAMPLING,
+    )
+    _on(
+        gen_event.success,
+        iv.controls_for_run,
+        InterventionRefresh(tab.blocks, tab.result),
+        inputs=[session],
+        show_progress="hidden",
+        queue=False,
+        api_visibility="private",
+    )
+    tab.kind.input(
+        clean_errors(iv.kind_changed),
+        inputs=[session, tab.kind, tab.blocks],
+        outputs=[tab.replacement, tab.blocks],
+        api_visibility="private",
+        queue=False,
+    )
+    for name, button in tab.presets.items():
+        _on(
+            button.click,
+            lambda session, n=name: iv.preset(n, session),
+            tab.controls,
+            inputs=[session],
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
         )
