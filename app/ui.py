@@ -362,7 +362,6 @@ def _wire_interventions(iv: Interventions, page: Page, gen_event: Any) -> None:
         clean_errors(iv.check),
         inputs=inputs,
         show_progress="hidden",
-        queue=False,
         api_visibility="private",
     )
     _on(

@@ -91,7 +91,9 @@ def build(model: DiMSUM) -> InterventionsTab:
             with gr.Column(min_width=200):
                 difference = _gallery("Difference (changed − original)", "iv-difference")
                 legend = gr.HTML(elem_id="iv-legend")
-        plot = gr.Plot(show_label=False, label="Subband energy, original vs changed")
+        plot = gr.Plot(
+            show_label=False, label="Subband energy, original vs changed", elem_id="iv-plot"
+        )
         with gr.Accordion("Numbers (JSON)", open=False):
             details = gr.JSON(label="Intervention, subband energies, difference scale")
     return InterventionsTab(
