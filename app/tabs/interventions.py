@@ -41,7 +41,7 @@ def _gallery(label: str, elem_id: str) -> gr.Gallery:
         label=label,
         format="png",
         columns=2,
-        height=330,
+        height=430,
         object_fit="contain",
         preview=False,
         allow_preview=True,
