@@ -146,3 +146,28 @@ def test_latent_model(tmp_path: Path) -> None:
             np.testing.assert_array_equal(a, b)
     finally:
         server.close()
+
+
+def test_attn_skip_on_a_model_without_attention_is_refused() -> None:
+    """Checked before any run: one clean message, and the kind's controls offer no blocks."""
+    from types import SimpleNamespace
+
+    import dimsum
+    from app.intervene import Interventions
+    from app.models import random_demo_model
+    from app.state import SessionState
+    from app.views import interventions as view
+    from dimsum.validation import InputError
+
+    model = random_demo_model(dimsum.get_preset("emoji-XS").replace(attn_every=0), 0)
+    assert not hasattr(model, "attn_block") and view.attention_blocks(model) == []
+    explorer = SimpleNamespace(
+        run_for=lambda session: SimpleNamespace(model_key="m"),
+        registry=SimpleNamespace(get=lambda key: SimpleNamespace(model=model)),
+    )
+    handlers = Interventions(explorer)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="no shared attention block"):
+        handlers.parse(SessionState("m", "run"), "attn-skip", None, ALL, 0.0, 1.0)
+    rec, iv = handlers.parse(SessionState("m", "run"), "freq-off", "other", [1], 0.2, 0.6)
+    assert str(iv) == "freq-off:blocks=1:t=0.2-0.6:with=other"
+    assert "(+ attention after)" not in str(view.block_choices(model))
