@@ -100,6 +100,8 @@ def test_browser_interventions(server, browser, shots) -> None:  # noqa: F811 - 
     assert page.locator("#iv-changed img").count() == 0  # the re-run never started
     sync_api.expect(page.locator("#iv-run")).to_be_enabled()
     sync_api.expect(page.locator("#iv-blocks input[type=checkbox]").first).to_be_enabled()
+    for close in page.locator(".toast-close").all():  # dismissed (it would cover the shot)
+        close.click()
 
     # A teacher's preset sets every control (all blocks again, t 0.5-1); then re-run.
     page.get_by_role("button", name="Frequency off, late (t 0.5-1)").click()
