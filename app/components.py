@@ -40,6 +40,13 @@ class RawDropdown(gr.Dropdown):
         return payload
 
 
+class RawCheckboxGroup(gr.CheckboxGroup):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
 class RawTextbox(gr.Textbox):
     is_template = True
 

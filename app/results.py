@@ -143,3 +143,35 @@ class LinkedReset:
     scan_step: Any
     scan_image: Any
     animation: Any  # JSON for the scan animation (app/views/scans.py animation_payload)
+
+
+@dataclass(frozen=True)
+class InterventionControls:
+    """The intervention controls set to a run's model (after each run) or to a preset."""
+
+    kind: Any
+    replacement: Any
+    blocks: Any
+    t_start: Any
+    t_end: Any
+
+
+@dataclass(frozen=True)
+class InterventionResult:
+    """The session's last run beside the same run with one part of the network changed."""
+
+    original: Any  # gallery: the run's images
+    changed: Any  # gallery: the same seeds with the intervention
+    difference: Any  # gallery: difference_rgb on one scale
+    legend: Any  # HTML colour bar of the difference scale
+    plot: Any  # per-subband energy, original vs changed
+    summary: Any  # markdown: the intervention, group changes in %, time
+    details: Any  # JSON: the intervention, SubbandEnergy.to_dict(), scale, seconds
+
+
+@dataclass(frozen=True)
+class InterventionRefresh:
+    """After a run: the blocks of the run's model, and the new originals with no comparison."""
+
+    blocks: Any
+    result: InterventionResult

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dimsum.flow import StepRecord
+from dimsum.interventions import Comparison, Intervention, compare
 from dimsum.ops.selective_scan_cpu import set_thread_count
 from dimsum.pipeline import DiMSUMPipeline, PipelineOutput
 from dimsum.tracing import OPTIONAL_TRACE_NAMES, TRACE_NAMES
@@ -250,6 +251,37 @@ def gpu_generate(source: str, key: str, req: Request) -> PipelineOutput:
     def work() -> PipelineOutput:
         with MODEL_LOCK:
             return _call_pipeline(pipe, req, return_trajectory=False)
+
+    return run_on_compute_thread(work).result()
+
+
+@gpu
+def gpu_compare(
+    source: str,
+    key: str,
+    req: Request,
+    interventions: list[Intervention],
+    original: PipelineOutput,
+) -> Comparison:
+    """The request re-run with `interventions`, compared with its `original` run (made with the
+    same settings: `dimsum.interventions.compare` checks). Serialised like every generation:
+    interventions are set on the model for the run, so no other run may share it meanwhile."""
+    pipe = _pipeline(source, key)
+
+    def work() -> Comparison:
+        with MODEL_LOCK:
+            return compare(
+                pipe,
+                interventions,
+                original=original,
+                classes=req.classes,
+                seeds=req.seeds,
+                guidance_scale=req.guidance_scale,
+                num_steps=req.num_steps,
+                method=req.method,
+                schedule=req.schedule,
+                temperature=req.temperature,
+            )
 
     return run_on_compute_thread(work).result()
 

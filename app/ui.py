@@ -18,17 +18,29 @@ import gradio as gr
 from . import stopping, text
 from .errors import clean_errors
 from .explorer import Explorer
+from .intervene import Interventions
 from .linking import LinkedHandlers
 from .results import (
     ControlValues,
     GenerateOutputs,
+    InterventionRefresh,
     LinkedReset,
     ModelChange,
     ModelOutputs,
     SettingsChange,
     ViewsReset,
 )
-from .tabs import architecture, branches, evidence, generate, linked, scans, trajectory, wavelets
+from .tabs import (
+    architecture,
+    branches,
+    evidence,
+    generate,
+    interventions,
+    linked,
+    scans,
+    trajectory,
+    wavelets,
+)
 from .tabs import tour as tour_tab
 from .tabs.outputs import components, named
 from .tour import Tour
@@ -54,6 +66,7 @@ class Page:
     evidence: evidence.EvidenceTab
     linked: linked.LinkedTab
     tour: tour_tab.TourPanel
+    interventions: interventions.InterventionsTab
 
     @property
     def model_outputs(self) -> ModelOutputs:
@@ -80,12 +93,13 @@ def build_ui(explorer: Explorer) -> gr.Blocks:
         page = _layout(explorer)
         _wire_model_events(explorer, demo, page)
         _wire_controls(explorer, page)
-        _wire_generation(explorer, page)
+        gen_event = _wire_generation(explorer, page)
         _wire_views(explorer, page)
         _wire_settings(explorer, page)
         _wire_tabs(explorer, page)
         _wire_linked(LinkedHandlers(explorer), page)  # late: earlier events keep their numbers
         tour_tab.wire(Tour(explorer), page.tour, page)
+        _wire_interventions(Interventions(explorer), page, gen_event)  # last: fn_index order
     return demo
 
 
@@ -107,6 +121,7 @@ def _layout(explorer: Explorer) -> Page:
         branches_tab = branches.build()
         architecture_tab = architecture.build(first.diagram)
         evidence_tab = evidence.build(explorer)
+        interventions_tab = interventions.build(explorer.registry.get(explorer.default_key).model)
     return Page(
         session,
         panel,
@@ -119,6 +134,7 @@ def _layout(explorer: Explorer) -> Page:
         evidence_tab,
         linked_tab,
         tour,
+        interventions_tab,
     )
 
 
@@ -177,7 +193,7 @@ def _wire_controls(ex: Explorer, page: Page) -> None:
     )
 
 
-def _wire_generation(ex: Explorer, page: Page) -> None:
+def _wire_generation(ex: Explorer, page: Page) -> Any:
     """Generate streams previews, then the views reset to the new run; Stop cancels it."""
     r, share, s = page.panel.results, page.panel.share, page.panel.sampling
     outputs = GenerateOutputs(
@@ -239,6 +255,7 @@ def _wire_generation(ex: Explorer, page: Page) -> None:
         api_visibility="private",
         queue=False,
     )
+    return gen_event
 
 
 def _wire_views(ex: Explorer, page: Page) -> None:
@@ -382,3 +399,52 @@ def _wire_linked(lh: LinkedHandlers, page: Page) -> None:
         api_name="scan_animation",
         **VIEW,
     )
+
+
+def _wire_interventions(iv: Interventions, page: Page, gen_event: Any) -> None:
+    """Interventions tab: a quick input check, then the re-run (serialised with sampling); after
+    each run the tab shows the new originals and the run model's blocks."""
+    tab, session = page.interventions, page.session
+    inputs = [session, *tab.inputs]
+    # A bad input stops here with one message (the re-run's outputs never enter an error state).
+    check = tab.run_btn.click(
+        clean_errors(iv.check),
+        inputs=inputs,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    _on(
+        check.success,
+        iv.intervene,
+        tab.result,
+        inputs=inputs,
+        api_name="intervene",
+        show_progress_on=[tab.result.changed],
+        **SAMPLING,
+    )
+    _on(
+        gen_event.success,
+        iv.controls_for_run,
+        InterventionRefresh(tab.blocks, tab.result),
+        inputs=[session],
+        show_progress="hidden",
+        queue=False,
+        api_visibility="private",
+    )
+    tab.kind.input(
+        clean_errors(iv.kind_changed),
+        inputs=[session, tab.kind, tab.blocks],
+        outputs=[tab.replacement, tab.blocks],
+        api_visibility="private",
+        queue=False,
+    )
+    for name, button in tab.presets.items():
+        _on(
+            button.click,
+            lambda session, n=name: iv.preset(n, session),
+            tab.controls,
+            inputs=[session],
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
+        )

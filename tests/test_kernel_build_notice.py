@@ -32,3 +32,18 @@ def test_a_built_extension_loads_without_a_notice(
     monkeypatch.setattr(cpu, "load_cpp_extension", lambda: events.append("load") or True)
     assert cpu.prepare_cpu_kernels(events.append)
     assert events == ["load"]
+
+
+def test_a_stale_build_lock_is_removed(tmp_path: Path) -> None:
+    """A killed compile leaves torch's lock file; left alone, every later start waits forever."""
+    import os
+    import time
+
+    lock = tmp_path / "lock"
+    lock.touch()
+    cpu._remove_stale_lock(tmp_path)
+    assert lock.exists()  # a build in progress (fresh lock) is left alone
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    cpu._remove_stale_lock(tmp_path)
+    assert not lock.exists()

@@ -106,6 +106,7 @@ def load_cpp_extension(verbose: bool = False) -> bool:
 
             build = cpp_build_dir()
             build.mkdir(parents=True, exist_ok=True)
+            _remove_stale_lock(build)
             # -march=native makes the polynomial exp use AVX2/FMA; the plain attempt is for
             # compilers that reject the flags (e.g. Apple clang without OpenMP).
             attempts = [
@@ -147,6 +148,19 @@ def load_cpp_extension(verbose: bool = False) -> bool:
             )
             log.debug("dimsum: full extension build error", exc_info=e)
         return bool(_ext_state["ok"])
+
+
+def _remove_stale_lock(build: Path, max_age_s: float = 600.0) -> None:
+    """torch's build lock left by a killed compile makes every later build wait forever (the app
+    would hang at start-up): a lock older than any real build (~1 min) is removed."""
+    lock = build / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > max_age_s:
+        log.warning("dimsum: removing a stale build lock %s (%.0f s old)", lock, age)
+        lock.unlink(missing_ok=True)
 
 
 def prepare_cpu_kernels(announce: Callable[[str], None]) -> bool:
