@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__
+from ._version import __version__
 from .config import MAX_TEMPERATURE
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .flow.cuda_graph import graph_velocity
