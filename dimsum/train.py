@@ -37,7 +37,7 @@ from torch import nn
 from . import distributed as D
 from .checkpoints import CheckpointError, save_pretrained
 from .config import MAX_TEMPERATURE, DiMSUMConfig, get_preset
-from .flow import flow_matching_loss, sample_time
+from .flow import PATHS, TIME_SAMPLINGS, flow_matching_loss, sample_time
 from .io import atomic_write
 from .models import DiMSUM
 from .validation import check_float
@@ -46,35 +46,56 @@ log = logging.getLogger("dimsum.train")
 STATE_FORMAT = "dimsum-train-state/1"
 
 
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    """A TrainConfig field: its default and the help of its `dimsum train --flag` (the CLI
+    parser is derived from these fields; metadata may add `choices` or `zero_flag`)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass
 class TrainConfig:
-    preset: str = "emoji-S"
-    out: str = "runs/emoji-S"
-    data: str | None = None  # .npz from dimsum.data; None = build/load the emoji cache
-    steps: int = 20000
-    batch_size: int = 256  # global (split across processes)
-    lr: float = 1e-4
-    warmup: int = 0
-    cooldown: int = 0  # decay the LR linearly to 0 over the last `cooldown` steps of `steps`
-    weight_decay: float = 0.0
-    ema_decay: float = 0.9999
-    label_dropout: float = 0.15
-    grad_clip: float = 2.0
-    drop_path: float | None = None  # None = the preset's
-    time_sampling: str = "uniform"
-    path: str = "gvp"
-    bf16: bool = False
-    balance: float = 1.0  # class weight count**-balance: 1 = balanced, 0 = data proportions
-    seed: int = 0
-    device: str | None = None
-    ckpt_every: int = 1000
-    sample_every: int = 0
-    log_every: int = 50
-    eval_every: int = 0  # evaluate the EMA model (FD-emoji etc.) every N steps; 0 = never
-    eval_samples: int = 450
-    eval_classifier: str | None = None
-    max_minutes: float | None = None
-    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Everything a training run depends on; each field is also the `dimsum train` flag of the
+    same name (`batch_size` -> `--batch-size`), with this default and help."""
+
+    preset: str = _option("emoji-S", "model preset (dimsum.config.PRESETS)")
+    out: str = _option("runs/emoji-S", "run folder: state.pt, ema/, log.jsonl (resumed if present)")
+    data: str | None = _option(None, ".npz data set (default: build/load the emoji cache)")
+    steps: int = _option(20000, "total optimizer steps")
+    batch_size: int = _option(256, "global batch size (split across processes)")
+    lr: float = _option(1e-4, "AdamW learning rate")
+    warmup: int = _option(0, "linear LR warm-up steps")
+    cooldown: int = _option(
+        0, "decay the LR linearly to 0 over the last N of --steps (resume a run into it)"
+    )
+    weight_decay: float = _option(0.0, "AdamW weight decay")
+    ema_decay: float = _option(0.9999, "EMA decay (warmed up as min(decay, (1+s)/(10+s)))")
+    label_dropout: float = _option(0.15, "probability of replacing a label by the null class")
+    grad_clip: float = _option(2.0, "gradient-norm clip")
+    drop_path: float | None = _option(None, "stochastic depth rate (default: the preset's)")
+    time_sampling: str = _option("uniform", "distribution of t", choices=TIME_SAMPLINGS)
+    path: str = _option("gvp", "probability path of the flow-matching loss", choices=PATHS)
+    bf16: bool = _option(False, "bf16 autocast (the scan stays float32)")
+    balance: float = _option(
+        1.0,
+        "class balance of the sampling: each image weighs count(its class)**-BALANCE; "
+        "1 = every class equally often (default), 0 = data proportions, 0.5 = in between",
+        zero_flag="the same as --balance 0 (uniform over images)",
+    )
+    seed: int = _option(0, "seed of the initialisation and of every step's randomness")
+    device: str | None = _option(None, "torch device (default: the process's GPU, else CPU)")
+    ckpt_every: int = _option(1000, "write the training state every N steps")
+    sample_every: int = _option(0, "write a sample grid every N steps (0 = never)")
+    log_every: int = _option(50, "append a log.jsonl record every N steps")
+    eval_every: int = _option(
+        0, "evaluate the EMA model every N steps (eval.jsonl; FD-emoji etc.; 0 = never)"
+    )
+    eval_samples: int = _option(450, "samples per evaluation")
+    eval_classifier: str | None = _option(None, "feature classifier of the evaluation")
+    max_minutes: float | None = _option(None, "stop (and save) after this wall time")
+    model_overrides: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "JSON dict of config changes, e.g. '{\"depth\": 4}'"},
+    )
 
     def validate(self) -> None:
         if self.steps < 1:
