@@ -39,7 +39,7 @@ def make_checkpoint(
 ) -> Path:
     """Save `random_demo_model(preset, seed)` as a checkpoint folder."""
     folder = Path(folder)
-    random_demo_model(preset, seed).save_pretrained(folder)
+    dimsum.save_pretrained(random_demo_model(preset, seed), folder)
     return folder
 
 

@@ -7,10 +7,9 @@ model = dimsum.build_model("L2-imagenet256", device="meta")
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import torch
 
+from ._version import __version__
 from .config import PRESETS, DiMSUMConfig, get_preset
 from .models import DiMSUM
 

@@ -26,7 +26,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .config import DiMSUMConfig
 from .io import atomic_write
+from .models import DiMSUM
 from .train import export_state, load_state
 
 log = logging.getLogger("dimsum.ablation")
@@ -80,11 +84,10 @@ def table_markdown(variants: dict[str, dict[str, Any]]) -> str:
 
 def plot_curves(variants: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
     """The 4 evaluation metrics and the training loss over steps, one line per variant."""
-    import matplotlib
+    import matplotlib  # deliberately lazy: an optional dependency (the `app` extra)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     panels = [(k, k.replace("_", " ")) for k in METRICS] + [("loss", "training loss (smoothed)")]
@@ -135,9 +138,6 @@ def collect(
         if checkpoints_dir is not None:
             model = export_state(state_path, checkpoints_dir / name, name=f"ablation-{name}")
         else:
-            from .config import DiMSUMConfig
-            from .models import DiMSUM
-
             model = DiMSUM(DiMSUMConfig.from_dict(state["config"]))
         data[name] = {
             "preset": state["config"].get("name"),

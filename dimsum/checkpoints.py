@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from .config import OFFICIAL_HUB_IDS, PRESETS, SD_VAE, DiMSUMConfig, get_preset
 from .io import atomic_write
@@ -70,9 +72,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"checkpoint file {str(path)!r} is empty")
     info: dict[str, Any] = {"file": str(path)}
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             sd = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, RuntimeError) as err:
@@ -252,6 +251,7 @@ def resolve_local(path_or_repo_id: str | Path) -> Path:
     if not _looks_like_repo_id(s):
         raise CheckpointError(f"checkpoint {s!r} not found (no such file or folder)")
     try:
+        # Deliberately lazy: only hub ids need it, and it costs ~0.3 s (app and CLI start).
         from huggingface_hub import snapshot_download
 
         folder = snapshot_download(
@@ -396,8 +396,6 @@ def _config_beside(file: Path) -> DiMSUMConfig | None:
 # ---- saving -----------------------------------------------------------------------------------
 def save_pretrained(model: DiMSUM, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
     """Write `model.safetensors` (optionally cast, e.g. to bfloat16) and `config.json`."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     sd = {
         k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)

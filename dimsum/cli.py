@@ -14,10 +14,26 @@ import json
 import logging
 import os
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
-from .settings import DEFAULTS
-from .validation import PATHS, SAMPLERS, SCHEDULES
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import train as training  # module attributes: tests replace training.train
+from .checkpoints import CheckpointError, load_checkpoint
+from .data import build_emoji_dataset, load_emoji_dataset
+from .eval.evaluate import evaluate_checkpoint, temperature_sweep, train_and_save_classifier
+from .interventions import Intervention, check_interventions
+from .io import atomic_write, image_grid, save_png
+from .ops.selective_scan_cpu import prepare_cpu_kernels
+from .pipeline import DiMSUMPipeline, VAEUnavailableError
+from .runtime import keep_freed_memory
+from .settings import DEFAULTS, SamplingSettings
+from .validation import PATHS, SAMPLERS, SCHEDULES, InputError
 
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "checkpoints")
 
@@ -35,14 +51,6 @@ def _parse_classes(values: list[str]) -> list[str | int]:
 
 
 def cmd_sample(a: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from .interventions import Intervention, check_interventions
-    from .io import image_grid, save_png
-    from .pipeline import DiMSUMPipeline, VAEUnavailableError
-    from .settings import SamplingSettings
-
     interventions = [Intervention.parse(spec) for spec in a.intervention or []]
     try:
         pipe = DiMSUMPipeline.from_pretrained(a.checkpoint, device=a.device, vae=a.vae)
@@ -101,38 +109,74 @@ def cmd_sample(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(a: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+# ---- `dimsum train`: flags derived from TrainConfig's fields ----------------------------------
+def _flag(f: dataclasses.Field) -> str:
+    return "--" + f.name.replace("_", "-")
 
-    overrides = json.loads(a.model_overrides) if a.model_overrides else {}
-    tc = TrainConfig(
-        preset=a.preset,
-        out=a.out,
-        data=a.data,
-        steps=a.steps,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        warmup=a.warmup,
-        cooldown=a.cooldown,
-        ema_decay=a.ema_decay,
-        label_dropout=a.label_dropout,
-        grad_clip=a.grad_clip,
-        drop_path=a.drop_path,
-        bf16=a.bf16,
-        balance=0.0 if a.no_balance else a.balance,
-        seed=a.seed,
-        device=a.device,
-        ckpt_every=a.ckpt_every,
-        sample_every=a.sample_every,
-        log_every=a.log_every,
-        max_minutes=a.max_minutes,
-        model_overrides=overrides,
-        time_sampling=a.time_sampling,
-        eval_every=a.eval_every,
-        eval_samples=a.eval_samples,
-        eval_classifier=a.eval_classifier,
-    )
-    summary = train(tc)
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One `--flag` per field of the dataclass `cls` (`batch_size` -> `--batch-size`): the
+    field's default and `metadata["help"]`; its type annotation gives the parsing (bool: a
+    switch, dict: JSON, `X | None`: X). metadata `choices` restricts the value; `zero_flag`
+    adds `--no-<name>` (that help) meaning 0, exclusive with the flag."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = (
+            options[0]
+            if options and typing.get_origin(kind) in (types.UnionType, typing.Union)
+            else kind
+        )
+        default = None if f.default is dataclasses.MISSING else f.default
+        kw: dict[str, Any] = {"default": default, "help": f.metadata.get("help")}
+        if kind is bool:
+            kw["action"] = "store_true"
+        elif typing.get_origin(kind) is dict or kind is dict:
+            kw["type"] = _json_dict
+        else:
+            kw["type"] = kind
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if "zero_flag" in f.metadata:
+            group = parser.add_mutually_exclusive_group()
+            group.add_argument(_flag(f), **kw)
+            group.add_argument(
+                "--no-" + f.name.replace("_", "-"),
+                action="store_true",
+                help=f.metadata["zero_flag"],
+            )
+        else:
+            parser.add_argument(_flag(f), **kw)
+
+
+def dataclass_from_args(cls: type, a: argparse.Namespace) -> Any:
+    """The dataclass `cls` from the flags `add_dataclass_arguments` added to the parser."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(a, f.name)
+        if "zero_flag" in f.metadata and getattr(a, "no_" + f.name):
+            value = 0.0
+        if value is None and f.default is dataclasses.MISSING:  # default_factory (a dict)
+            continue
+        values[f.name] = value
+    return cls(**values)
+
+
+def train_config_from_args(a: argparse.Namespace) -> training.TrainConfig:
+    return dataclass_from_args(training.TrainConfig, a)
+
+
+def _json_dict(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a JSON object")
+    return value
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    tc = train_config_from_args(a)
+    summary = training.train(tc)
     print(
         json.dumps(
             {k: v for k, v in summary.items() if k != "losses"}
@@ -144,12 +188,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    import torch
-
-    from .train import export_state
-
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[a.dtype]
-    model = export_state(
+    model = training.export_state(
         a.state, a.out, name=a.name, dtype=dtype, sampling_temperature=a.sampling_temperature
     )
     n_all, n_train = model.num_parameters(), model.num_parameters(trainable_only=True)
@@ -160,10 +200,6 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .eval.evaluate import evaluate_checkpoint, temperature_sweep
-    from .settings import SamplingSettings
-    from .validation import InputError
-
     temps = a.temperature or [None]
     if a.plot and len(temps) < 2:
         raise InputError("--plot: give two or more --temperature values to plot against")
@@ -197,8 +233,6 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 def _write_report(report: dict, path: str | None) -> int:
     """Print the report as JSON and write it to `path` (atomically) when given."""
-    from .io import atomic_write
-
     text = json.dumps(report, indent=2)
     if path:
         atomic_write(path, lambda p: Path(p).write_text(text + "\n"))
@@ -207,8 +241,6 @@ def _write_report(report: dict, path: str | None) -> int:
 
 
 def cmd_build_data(a: argparse.Namespace) -> int:
-    from .data import build_emoji_dataset, load_emoji_dataset
-
     path = build_emoji_dataset(a.cache_dir, force=a.force)
     data = load_emoji_dataset("all", path=path)
     print(f"{path}: {len(data)} images; {data.class_counts()}")
@@ -216,8 +248,6 @@ def cmd_build_data(a: argparse.Namespace) -> int:
 
 
 def cmd_train_classifier(a: argparse.Namespace) -> int:
-    from .eval.evaluate import train_and_save_classifier
-
     print(
         json.dumps(
             train_and_save_classifier(
@@ -236,8 +266,6 @@ def cmd_train_classifier(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from .checkpoints import load_checkpoint
-
     m = load_checkpoint(a.checkpoint)
     print(
         json.dumps(
@@ -316,57 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_sample)
 
     t = sub.add_parser("train", help="train a pixel-space model (torchrun for DDP)")
-    t.add_argument("--preset", default="emoji-S")
-    t.add_argument("--out", default="runs/emoji-S")
-    t.add_argument(
-        "--data", default=None, help=".npz data set (default: build/load the emoji cache)"
-    )
-    t.add_argument("--steps", type=int, default=20000)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--warmup", type=int, default=0, help="linear LR warm-up steps")
-    t.add_argument(
-        "--cooldown",
-        type=int,
-        default=0,
-        help="decay the LR linearly to 0 over the last N of --steps (resume a run into it)",
-    )
-    t.add_argument("--ema-decay", type=float, default=0.9999)
-    t.add_argument("--label-dropout", type=float, default=0.15)
-    t.add_argument("--grad-clip", type=float, default=2.0)
-    t.add_argument("--drop-path", type=float, default=None)
-    t.add_argument("--time-sampling", default="uniform", choices=["uniform", "logit_normal"])
-    t.add_argument("--bf16", action="store_true", help="bf16 autocast (the scan stays float32)")
-    balance = t.add_mutually_exclusive_group()
-    balance.add_argument(
-        "--balance",
-        type=float,
-        default=1.0,
-        help="class balance of the sampling: each image weighs count(its class)**-BALANCE; "
-        "1 = every class equally often (default), 0 = data proportions, 0.5 = in between",
-    )
-    balance.add_argument(
-        "--no-balance", action="store_true", help="the same as --balance 0 (uniform over images)"
-    )
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None)
-    t.add_argument("--ckpt-every", type=int, default=1000)
-    t.add_argument("--sample-every", type=int, default=0)
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument(
-        "--eval-every",
-        type=int,
-        default=0,
-        help="evaluate the EMA model every N steps (eval.jsonl)",
-    )
-    t.add_argument("--eval-samples", type=int, default=450)
-    t.add_argument("--eval-classifier", default=None)
-    t.add_argument(
-        "--max-minutes", type=float, default=None, help="stop (and save) after this wall time"
-    )
-    t.add_argument(
-        "--model-overrides", default=None, help="JSON dict of config changes, e.g. '{\"depth\": 4}'"
-    )
+    add_dataclass_arguments(t, training.TrainConfig)
     t.set_defaults(fn=cmd_train)
 
     x = sub.add_parser("export", help="a training state's EMA weights -> a checkpoint folder")
@@ -447,8 +425,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runs_on_cpu(device: str | None) -> bool:
-    import torch
-
     return (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cpu")
 
 
@@ -459,14 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if a.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from .checkpoints import CheckpointError
-    from .runtime import keep_freed_memory
-    from .validation import InputError
-
     keep_freed_memory()  # fewer page faults per forward pass: ~8% faster on a 2-core CPU
     if a.fn in (cmd_sample, cmd_eval, cmd_train) and _runs_on_cpu(getattr(a, "device", None)):
-        from .ops.selective_scan_cpu import prepare_cpu_kernels
-
         # A first run compiles the kernels: said before any progress bar starts, not hidden in it.
         prepare_cpu_kernels(lambda message: print(message, file=sys.stderr, flush=True))
     try:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from . import __version__
+from ._version import __version__
 from .validation import InputError
 
 PNG_SETTINGS_KEY = "dimsum:settings"

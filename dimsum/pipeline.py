@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__
+from ._version import __version__
+from .checkpoints import load_checkpoint
 from .config import MAX_TEMPERATURE
 from .flow import SCHEDULES, StepRecord, Trajectory, sample_ode, time_grid
 from .flow.cuda_graph import graph_velocity
@@ -112,8 +113,6 @@ class DiMSUMPipeline:
         vae: a VAE folder, hub id or module; it wins over the model's own `config.vae`. Given for
             a pixel-space model it is an error (it would never be used).
         """
-        from .checkpoints import load_checkpoint
-
         model = load_checkpoint(path_or_repo_id, device=device, dtype=dtype)
         vae_module = resolve_vae(model.config, vae, device)
         return cls(

@@ -45,7 +45,7 @@ class VAEUnavailableError(RuntimeError):
 
 def load_vae(vae: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """diffusers AutoencoderKL from a local folder or a hub id (cache only when offline)."""
-    try:
+    try:  # deliberately lazy: diffusers is optional (the `latent` extra) and slow to import
         from diffusers import AutoencoderKL
     except ImportError as err:
         raise VAEUnavailableError(
@@ -87,7 +87,7 @@ def resolve_vae(
 
 def random_vae(config: dict[str, Any] | None = None, seed: int = 0) -> torch.nn.Module:
     """An AutoencoderKL with random weights (default: the SD VAE's full architecture)."""
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # deliberately lazy: optional (the `latent` extra)
 
     torch.manual_seed(seed)
     return AutoencoderKL(**(config or SD_VAE_CONFIG)).eval()

@@ -34,11 +34,11 @@ def test_save_pretrained_round_trip_bf16(tmp_path: Path) -> None:
     x, t, y = torch.randn(2, 3, 32, 32), torch.rand(2), torch.tensor([1, 2])
     for p in model.parameters():  # non-zero outputs (the official init zeroes the final layer)
         p.data.normal_(0, 0.05)
-    model.save_pretrained(tmp_path / "m")
-    again = dimsum.DiMSUM.from_pretrained(tmp_path / "m")
+    dimsum.save_pretrained(model, tmp_path / "m")
+    again = dimsum.load_checkpoint(tmp_path / "m")
     with torch.no_grad():
         torch.testing.assert_close(again(x, t, y), model(x, t, y))
-    model.save_pretrained(tmp_path / "h", dtype=torch.bfloat16)
+    dimsum.save_pretrained(model, tmp_path / "h", dtype=torch.bfloat16)
     half = load_checkpoint(tmp_path / "h")
     assert (tmp_path / "h" / "model.safetensors").stat().st_size < (
         tmp_path / "m" / "model.safetensors"

@@ -21,7 +21,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = dimsum.build_model(dimsum.get_preset("emoji-XS").replace(hidden_size=32, depth=2))
     for p in model.parameters():
         p.data.normal_(0, 0.05)
-    return model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+    return dimsum.save_pretrained(model, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 def test_sample_writes_grid_and_trajectory(tiny_ckpt: Path, tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_precision_gallery_writes_a_png_and_checks_lengths(tmp_path: Path) -> No
 def test_eval_cli_writes_the_gallery(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = dimsum.build_model(dimsum.get_preset("emoji-XS").replace(hidden_size=32, depth=2))
-    ckpt = model.save_pretrained(tmp_path / "tiny")
+    ckpt = dimsum.save_pretrained(model, tmp_path / "tiny")
     data = make_fake_emoji_npz(tmp_path / "emoji.npz")
     report_path, gallery = tmp_path / "r.json", tmp_path / "gallery.png"
     args = ["eval", "--checkpoint", str(ckpt), "--data", str(data), "--num-samples", "18"]
@@ -94,7 +94,7 @@ def test_eval_cli_temperature_sweep_and_plot(tmp_path: Path, capsys) -> None:
     model = dimsum.build_model(
         dimsum.get_preset("emoji-XS").replace(hidden_size=32, depth=2, sampling_temperature=0.8)
     )
-    ckpt = model.save_pretrained(tmp_path / "tiny")
+    ckpt = dimsum.save_pretrained(model, tmp_path / "tiny")
     data = make_fake_emoji_npz(tmp_path / "emoji.npz")
     report_path, plot = tmp_path / "sweep.json", tmp_path / "tradeoff.png"
     args = ["eval", "--checkpoint", str(ckpt), "--data", str(data), "--num-samples", "18"]

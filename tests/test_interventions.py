@@ -278,7 +278,7 @@ def test_subband_energy_puts_a_checkerboard_in_the_finest_diagonal_band() -> Non
 
 # ---- CLI ----------------------------------------------------------------------------------
 def test_cli_sample_with_interventions(tmp_path: Path) -> None:
-    ckpt = tiny_model(depth=4, attn_every=4).save_pretrained(tmp_path / "tiny")
+    ckpt = dimsum.save_pretrained(tiny_model(depth=4, attn_every=4), tmp_path / "tiny")
     grid = tmp_path / "grid.png"
     base = ["sample", "--checkpoint", str(ckpt), "--steps", "2", "--method", "euler"]
     rc = main(

@@ -56,7 +56,7 @@ def folders(tmp_path_factory) -> tuple[Path, Path]:
     with torch.no_grad():  # small random weights everywhere (the official init zeroes the output)
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.02)
-    model.save_pretrained(root / "model")
+    dimsum.save_pretrained(model, root / "model")
     return root / "model", root / "vae"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .. import distributed as D
 from ..data import load_emoji_dataset
@@ -32,7 +33,9 @@ from .classifier import (
     save_classifier,
     train_feature_classifier,
 )
+from .gallery import nearest_indices, precision_gallery
 from .metrics import compute_metrics, inception_fid, manifold_membership, reference_metrics
+from .tradeoff import tradeoff_plot
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +169,6 @@ class Evaluator:
 
     def gallery(self, path: str | Path, *, title: str = "", per_class: int = 8) -> Path:
         """Precision gallery of the last evaluated samples (`dimsum.eval.gallery`)."""
-        from .gallery import nearest_indices, precision_gallery
-
         nearest = nearest_indices(self.last_fake_feats, self.f_train)
         return precision_gallery(
             path,
@@ -255,8 +256,6 @@ def temperature_sweep(
     Returns ``{"checkpoint", "reference_heldout_vs_train", "sampling_temperature", "runs"}``
     with one `Evaluator` report per temperature, in the given order.
     """
-    from tqdm.auto import tqdm
-
     if len(temperatures) < 1:
         raise InputError("temperatures: give at least one value")
     pipe, ev, info = _setup(checkpoint, num_samples, classifier, data, device, seed)
@@ -276,8 +275,6 @@ def temperature_sweep(
         "runs": runs,
     }
     if plot and info.is_main:
-        from .tradeoff import tradeoff_plot  # matplotlib: imported only to draw
-
         chosen = pipe.config.sampling_temperature
         title = _title(checkpoint, num_samples, sampling)
         out["plot"] = str(tradeoff_plot(plot, runs, ev.reference, chosen=chosen, title=title))

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import atomic_write
+
 INSIDE = (40, 160, 60)  # frame colour of a sample inside the real manifold
 OUTSIDE = (210, 40, 40)
 
@@ -82,12 +84,10 @@ def precision_gallery(
     fake_in_real: (M,) bool (`manifold_membership`'s first result); nearest_real: (M, H, W, 3)
     uint8, each sample's nearest training image in the classifier's features.
     """
-    import matplotlib
+    import matplotlib  # deliberately lazy: an optional dependency (the `app` extra)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..io import atomic_write
 
     fake, nearest_real = np.asarray(fake), np.asarray(nearest_real)
     classes = np.asarray(fake_classes, dtype=np.int64)

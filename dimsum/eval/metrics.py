@@ -251,6 +251,7 @@ def _installed(module: str) -> bool:
 
 
 def _inception_features_fidelity(weights_path: str, device: str):
+    # deliberately lazy: torch-fidelity is optional (one of the two standard-FID backends)
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     net = FeatureExtractorInceptionV3(
@@ -265,7 +266,7 @@ def _inception_features_fidelity(weights_path: str, device: str):
 
 
 def _inception_features_pytorch_fid(weights_path: str, device: str):
-    import pytorch_fid.inception as pfi
+    import pytorch_fid.inception as pfi  # deliberately lazy: optional (standard-FID backend)
 
     def load_local(*args, **kwargs):
         return torch.load(weights_path, map_location="cpu", weights_only=True)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_write
+
 
 def tradeoff_plot(
     path: str | Path,
@@ -28,12 +30,10 @@ def tradeoff_plot(
     reference: held-out real vs training real (``precision``, ``recall``, ``fd_emoji``).
     chosen: a temperature to mark (the model's recommended one). Written atomically.
     """
-    import matplotlib
+    import matplotlib  # deliberately lazy: an optional dependency (the `app` extra)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..io import atomic_write
 
     if len(runs) < 2:
         raise ValueError(f"a trade-off plot needs two or more temperatures, got {len(runs)}")

@@ -41,20 +41,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from ..validation import SAMPLERS, SCHEDULES
 from .paths import check_path, predict_x1
-
-try:  # torchdiffeq internals: used to stream dopri5 output grid points (see _dopri5_solver)
-    from torchdiffeq._impl.misc import _check_inputs as _td_check_inputs
-    from torchdiffeq._impl.odeint import SOLVERS as _TD_SOLVERS
-except ImportError:  # pragma: no cover - depends on the installed torchdiffeq
-    _td_check_inputs = None
-    _TD_SOLVERS = None
 
 __all__ = [
     "METHODS",
@@ -327,6 +320,23 @@ def _integrate_fixed(
     return x, False
 
 
+@cache
+def _torchdiffeq() -> tuple[Callable, Callable | None, dict | None]:
+    """(odeint, _check_inputs, SOLVERS) of torchdiffeq, imported on the first dopri5 run.
+
+    Deliberately lazy: torchdiffeq imports scipy.integrate (about 1.8 s on a 2-core CPU) and
+    only dopri5 needs it. The internals stream dopri5's output grid points (_dopri5_solver).
+    """
+    from torchdiffeq import odeint
+
+    try:
+        from torchdiffeq._impl.misc import _check_inputs
+        from torchdiffeq._impl.odeint import SOLVERS
+    except ImportError:  # pragma: no cover - depends on the installed torchdiffeq
+        return odeint, None, None
+    return odeint, _check_inputs, SOLVERS
+
+
 def _dopri5_solver(func: Callable, x: Tensor, grid: Tensor, atol: float, rtol: float):
     """Build torchdiffeq's dopri5 solver exactly as ``odeint`` does, or None if unavailable.
 
@@ -334,15 +344,16 @@ def _dopri5_solver(func: Callable, x: Tensor, grid: Tensor, atol: float, rtol: f
     point at a time (the loop in ``AdaptiveStepsizeODESolver.integrate``) gives bit-identical
     results while letting callbacks see, and stop at, each grid point without redoing work.
     """
-    if not _STREAM_DOPRI5 or _td_check_inputs is None or _TD_SOLVERS is None:
+    _, check_inputs, solvers = _torchdiffeq()
+    if not _STREAM_DOPRI5 or check_inputs is None or solvers is None:
         return None
     try:
-        shapes, func, y0, t, rtol_, atol_, method, options, _, reversed_ = _td_check_inputs(
-            func, x, grid, rtol, atol, "dopri5", None, None, _TD_SOLVERS
+        shapes, func, y0, t, rtol_, atol_, method, options, _, reversed_ = check_inputs(
+            func, x, grid, rtol, atol, "dopri5", None, None, solvers
         )
         if shapes is not None or reversed_:
             return None
-        solver = _TD_SOLVERS[method](func=func, y0=y0, rtol=rtol_, atol=atol_, **options)
+        solver = solvers[method](func=func, y0=y0, rtol=rtol_, atol=atol_, **options)
         if not (hasattr(solver, "_before_integrate") and hasattr(solver, "_advance")):
             return None
         t = t.to(solver.dtype)
@@ -389,6 +400,7 @@ def _integrate_dopri5(
                     return x, True
         else:
             # Fallback: one odeint call, then replay the grid (early stop only truncates).
+            odeint = _torchdiffeq()[0]
             solution = odeint(func, x, grid, method="dopri5", atol=atol, rtol=rtol)
             for i in range(1, num_steps):
                 if vel.check_finite:

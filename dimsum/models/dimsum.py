@@ -30,7 +30,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -405,17 +404,8 @@ class DiMSUM(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-    # ---- persistence (diffusers-style) --------------------------------------------------
-    def save_pretrained(self, folder: str | Path, *, dtype: torch.dtype | None = None) -> Path:
-        from ..checkpoints import save_pretrained
-
-        return save_pretrained(self, folder, dtype=dtype)
-
-    @classmethod
-    def from_pretrained(cls, path_or_repo_id: str | Path, **kwargs: Any) -> DiMSUM:
-        from ..checkpoints import load_checkpoint
-
-        return load_checkpoint(path_or_repo_id, **kwargs)
+    # Saving and loading live in dimsum.checkpoints (save_pretrained, load_checkpoint), which
+    # imports this module: the network itself knows nothing of files.
 
 
 def _mamba_init(module: nn.Module, n_layer: int) -> None:

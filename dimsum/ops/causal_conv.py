@@ -54,6 +54,7 @@ def causal_conv1d_tokens(
     ):
         return torch.ops.dimsum_scan.conv_tokens(x, weight, bias, silu)
     if _use_triton_conv(impl, x, weight, bias):
+        # deliberately lazy: triton is optional (the `gpu` extra), slow to import
         from .causal_conv_triton import causal_conv1d_tokens_triton
 
         return causal_conv1d_tokens_triton(x, weight, bias, silu=silu)

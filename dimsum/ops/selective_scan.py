@@ -124,7 +124,7 @@ def _mamba_fn() -> Callable | None:
         if _mamba_state["ok"] is None:
             _mamba_state["ok"] = False
             if torch.cuda.is_available():
-                try:
+                try:  # deliberately lazy: mamba-ssm is optional (CUDA wheels only)
                     from mamba_ssm.ops.selective_scan_interface import (
                         selective_scan_fn as mamba_scan,
                     )
@@ -158,7 +158,7 @@ def _triton_mod():
     """dimsum.ops.selective_scan_triton if triton imports, else None (checked once)."""
     with _mamba_lock:
         if _triton_state["ok"] is None:
-            try:
+            try:  # deliberately lazy: triton is optional (the `gpu` extra), slow to import
                 from . import selective_scan_triton
 
                 _triton_state["mod"], _triton_state["ok"] = selective_scan_triton, True

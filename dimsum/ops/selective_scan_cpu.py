@@ -102,6 +102,7 @@ def load_cpp_extension(verbose: bool = False) -> bool:
             _ext_state["ok"] = True
             return True
         try:
+            # deliberately lazy: cpp_extension costs ~0.4 s and only a first build needs it
             from torch.utils import cpp_extension
 
             build = cpp_build_dir()
