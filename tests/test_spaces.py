@@ -113,10 +113,11 @@ def test_zerogpu_import_decorates_the_gpu_work_with_a_request_sized_lease(
     zerogpu_import: dict,
 ) -> None:
     assert not zerogpu_import["after_torch"]
-    assert zerogpu_import["decorated"] == ["gpu_decode", "gpu_generate", "gpu_stream"]
+    decorated = ["gpu_compare", "gpu_decode", "gpu_generate", "gpu_stream"]
+    assert zerogpu_import["decorated"] == decorated
     durations = zerogpu_import["durations"]
     assert durations["gpu_decode"] == 30  # one VAE decode
-    for name in ("gpu_generate", "gpu_stream"):  # a callable of the request, not a constant
+    for name in ("gpu_compare", "gpu_generate", "gpu_stream"):  # a callable of the request
         assert isinstance(durations[name], int) and 15 <= durations[name] <= 300
 
 

@@ -80,11 +80,6 @@ def test_flag_reaches_train_config(action: argparse.Action, monkeypatch) -> None
     assert changed == {field}, f"{flag} changed {sorted(changed)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22 item 4: TrainConfig.weight_decay and .path have no `dimsum train` flag yet "
-    "(remove this mark once the parser is derived from TrainConfig)",
-)
 def test_every_train_config_field_has_a_flag() -> None:
     reached = {a.dest for a in train_actions()} | {"balance"}
     assert set(FIELDS) <= reached, sorted(set(FIELDS) - reached)
