@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from .ci import unavailable
-from .test_browser import ARGS, CHROMIUM, _shot, _tab, _wait_text, shots  # noqa: F401
+from .test_browser import _shot, _tab, _wait_text, browser, server, shots  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]
 
@@ -26,24 +26,6 @@ try:
     from playwright import sync_api
 except ImportError:
     unavailable("playwright is not installed", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server():
-    from app.testing import shared_server
-
-    return shared_server()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        except Exception as err:  # noqa: BLE001 - a broken browser: skip locally, fail in CI
-            unavailable(f"chromium does not start: {err}")
-        yield b
-        b.close()
 
 
 def _pixels(page, origin: str, selector: str) -> list[np.ndarray]:
