@@ -57,6 +57,8 @@ from .sampling import (
     Done,
     Preview,
     Request,
+    batches_of_four,
+    evaluations,
     gpu_decode,
     gpu_generate,
     gpu_stream,
@@ -318,9 +320,8 @@ class Explorer:
         per_eval = getattr(pipe, "seconds_per_evaluation", None)
         if not per_eval:
             return None
-        evals = req.num_steps * (2 if req.method == "heun" else 1) + 1
-        batches = -(-len(req.seeds) // 4)  # timed: 4 images (batch 8)
-        seconds = evals * batches * per_eval * (1 if req.guidance_scale != 1 else 0.5)
+        evals = evaluations(req)
+        seconds = evals * batches_of_four(req) * per_eval * (1 if req.guidance_scale != 1 else 0.5)
         if seconds < 10:
             return None
         where = "GPU" if pipe.device.type == "cuda" else "CPU"

@@ -85,15 +85,24 @@ def run_on_compute_thread(fn: Callable[[], Any]) -> Future:
     return _compute.submit(fn)
 
 
+def evaluations(req: Request) -> int:
+    """Network evaluations a request needs (dopri5 adapts: a generous bound)."""
+    if req.method == "dopri5":
+        return 6 * req.num_steps  # a few hundred evaluations at most in practice
+    return req.num_steps * (2 if req.method == "heun" else 1) + 1
+
+
+def batches_of_four(req: Request) -> int:
+    """Evaluations of 4 images (guided: batch 8) per step: the unit costs are measured in."""
+    return -(-len(req.seeds) // 4)
+
+
 def gpu_seconds(source: str, key: str, req: Request, *_: Any, **__: Any) -> int:
     """How long a ZeroGPU lease to ask for one request: the evaluations it needs times a
     generous per-evaluation cost for the model's size (shorter leases queue sooner)."""
-    evals = req.num_steps * (2 if req.method == "heun" else 1) + 1
-    if req.method == "dopri5":
-        evals = 6 * req.num_steps  # adaptive: a few hundred evaluations at most in practice
+    evals = evaluations(req)
     params = sum(p.numel() for p in _pipeline(source, key).model.parameters())
-    batches = -(-len(req.seeds) // 4)  # per 4 images (guided: batch 8)
-    per_eval = 0.15 * max(params / 460e6, 0.05) * batches  # DiM-L/2 on an H100: ~0.1 s
+    per_eval = 0.15 * max(params / 460e6, 0.05) * batches_of_four(req)  # L/2, H100: ~0.1 s
     return int(min(300, 15 + evals * per_eval))
 
 
