@@ -2,16 +2,6 @@
 // props.value is the JSON of app/views/linked.py. Everything below runs in the browser:
 // pointing at a token or a subband moves a few highlights, no request to the server.
 const NS = "http://www.w3.org/2000/svg";
-const VIRIDIS = [
-  [68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], [38, 130, 142],
-  [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37],
-];
-function cmap(u) {
-  u = Math.max(0, Math.min(1, Number.isFinite(u) ? u : 0)) * (VIRIDIS.length - 1);
-  const i = Math.min(Math.floor(u), VIRIDIS.length - 2), f = u - i;
-  const a = VIRIDIS[i], b = VIRIDIS[i + 1];
-  return `rgb(${a.map((v, k) => Math.round(v + f * (b[k] - v))).join(",")})`;
-}
 function scaler(values, log) {
   const vs = values.filter((v) => Number.isFinite(v) && (!log || v > 0)).map((v) => (log ? Math.log10(v) : v));
   let lo = Math.min(...vs), hi = Math.max(...vs);

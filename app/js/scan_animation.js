@@ -2,16 +2,6 @@
 // props.value is the JSON of app/views/scans.py `animation_payload`: every layer's scan orders
 // and, for traced layers, each branch's hidden-state magnitude by scan position. Play, pause,
 // scrub and the walk through the layers all run in the browser.
-const VIRIDIS = [
-  [68, 1, 84], [72, 40, 120], [62, 73, 137], [49, 104, 142], [38, 130, 142],
-  [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37],
-];
-function cmap(u) {
-  u = Math.max(0, Math.min(1, Number.isFinite(u) ? u : 0)) * (VIRIDIS.length - 1);
-  const i = Math.min(Math.floor(u), VIRIDIS.length - 2), f = u - i;
-  const a = VIRIDIS[i], b = VIRIDIS[i + 1];
-  return `rgb(${a.map((v, k) => Math.round(v + f * (b[k] - v))).join(",")})`;
-}
 const CYCLE = ["#dbe4ff", "#d3f9d8", "#fff3bf", "#ffe3e3"];
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 const fmt = (v) => (!Number.isFinite(v) ? "–" : Math.abs(v) < 0.01 && v !== 0 ? v.toExponential(2) : v.toPrecision(3));

@@ -21,8 +21,10 @@ your browser, from the traced run."""
 
 
 def js(name: str) -> str:
-    """A js_on_load body from app/js/."""
-    return (JS / name).read_text(encoding="utf-8")
+    """A js_on_load body from app/js/, after the colour map every view script uses."""
+    return (JS / "colormap.js").read_text(encoding="utf-8") + (JS / name).read_text(
+        encoding="utf-8"
+    )
 
 
 @dataclass(frozen=True)
