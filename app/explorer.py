@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -21,12 +22,12 @@ import numpy as np
 import torch
 
 from dimsum.io import read_png_settings, save_png
-from dimsum.pipeline import DiMSUMPipeline
+from dimsum.pipeline import DiMSUMPipeline, PipelineOutput
 from dimsum.settings import DEFAULTS as SAMPLING_DEFAULTS
 from dimsum.settings import SamplingSettings
 from dimsum.validation import MAX_SEED, SAMPLERS, InputError, check_choice, check_float, check_int
 
-from . import share
+from . import share, stopping
 from .config import AppConfig, on_zerogpu
 from .models import (
     DEMO_KEY,
@@ -55,7 +56,6 @@ from .results import (
 )
 from .sampling import (
     Done,
-    Preview,
     Request,
     batches_of_four,
     evaluations,
@@ -134,6 +134,7 @@ class Explorer:
         self.store = RunStore(config.run_memory_mb * 2**20)
         self.source = register_pipeline_source(self.registry.get)
         self.notes: list[str] = []
+        self.stops = stopping.StopRequests()
         self.default_key = self.registry.default_key
         if on_zerogpu():  # ZeroGPU: every model on "cuda" at start-up, none loaded later
             self.registry.preload([k for k in self.registry.sources if k != self.default_key])
@@ -398,9 +399,16 @@ class Explorer:
         images: Any,
         schedule: Any = "uniform",
         temperature: Any = None,
+        run: Any = "",
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio's injection idiom
     ) -> Iterator[GenerateOutputs]:
-        """Stream previews while sampling, then the final images, files and settings."""
+        """Stream previews while sampling, then the final images, files and settings.
+
+        `run` is the page's number for this run; a Stop for it ends sampling at the next step
+        and the last item streamed says so (app/stopping.py).
+        """
+        page, number = getattr(request, "session_hash", None) or "", stopping.run_number(run)
         if not isinstance(session, SessionState):
             session = self.new_session()
         key = session.model_key
@@ -408,42 +416,59 @@ class Explorer:
         gen = self.validate_generation(
             pipe, class_value, seed, steps, sampler, guidance, images, schedule, temperature
         )
-        skip = gr.skip()
-        out = None
+        if self.stops.should_stop(page, number):  # Stop was pressed while it waited its turn
+            yield stopping.stopped(self, session, "the start")
+            return
         started = time.perf_counter()
+        with self.stops.running(page, number):
+            out, at = yield from self._previews(key, gen, page, number, progress)
+        if out is None:  # stopped: the run is discarded
+            yield stopping.stopped(self, session, at)
+            return
+        yield from self._finished(session, pipe, key, gen, out, started, progress)
+
+    def _previews(
+        self, key: str, gen: Generation, page: str, number: int, progress: gr.Progress
+    ) -> Generator[GenerateOutputs, None, tuple[PipelineOutput | None, str]]:
+        """Stream a preview per step; return the output (None when stopped) and the last step."""
+        pipe = self.registry.get(key)
+        at = "the start"
         progress(0, desc=self.expected_wait(pipe, gen.request) or "Waiting for the model…")
-        for event in gpu_stream(self.source, key, gen.request):
-            if isinstance(event, Preview):
+        with closing(gpu_stream(self.source, key, gen.request)) as events:
+            for event in events:
+                if self.stops.should_stop(page, number):
+                    return None, at  # closing the stream stops the sampler at its next step
+                if isinstance(event, Done):
+                    return event.output, at
                 # One numbering for the progress bar and the status line: step k of N, where
                 # step 0 is the noise and step N the image (as on the Trajectory slider).
-                where = f"step {event.step} of {event.total - 1}, t = {event.t:.2f}"
-                progress((event.step, event.total - 1), desc=f"Sampling: {where}")
-                frame = trajectory.live_frame(event.xt_rgb, event.x1_rgb)
+                at = f"step {event.step} of {event.total - 1}"
+                progress((event.step, event.total - 1), desc=f"Sampling: {at}")
                 # The previous run's results are cleared (None) rather than kept with
                 # gr.skip(): gradio builds a new component and its API schema for every skipped
                 # output of every yield, which took ~0.25 s of the 2 cores per generation.
                 yield GenerateOutputs(
-                    live=frame,
+                    live=trajectory.live_frame(event.xt_rgb, event.x1_rgb),
                     gallery=None,
                     files=None,
-                    status=f"Sampling… {where}",
+                    status=f"Sampling… {at}, t = {event.t:.2f}",
                     settings_json=None,
                     share_query=None,
-                    session=skip,  # gr.State: cheap
+                    session=gr.skip(),  # gr.State: cheap
                 )
-            elif isinstance(event, Done):
-                out = event.output
-        if out is None:  # stopped before anything was produced
-            yield GenerateOutputs(
-                live=skip,
-                gallery=skip,
-                files=skip,
-                status="Stopped.",
-                settings_json=skip,
-                share_query=skip,
-                session=skip,
-            )
-            return
+        return None, at  # the sampler ended without an output: stopped from outside
+
+    def _finished(
+        self,
+        session: SessionState,
+        pipe: DiMSUMPipeline,
+        key: str,
+        gen: Generation,
+        out: PipelineOutput,
+        started: float,
+        progress: gr.Progress,
+    ) -> Iterator[GenerateOutputs]:
+        """The run's record, PNG files, status and settings: what a finished run shows."""
         progress(1.0, desc="Preparing the views…")
         record = build_record(
             out,

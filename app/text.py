@@ -119,6 +119,7 @@ STOPPED_PREVIOUS = (
     "**Stopped at {where}.** That run was discarded; showing the previous run (its images "
     "and every tab below)."
 )
+STOPPING = "Stopping after the current step…"
 STOPPED_NOTHING = (
     "**Stopped at {where}.** That run was discarded; there is no finished run to show yet."
 )

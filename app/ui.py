@@ -45,6 +45,7 @@ from .tabs import tour as tour_tab
 from .tabs.outputs import components, named
 from .tour import Tour
 
+RUN_COUNTER = "dimsumRuns"  # the page's count of Generate clicks (app/stopping.py)
 SAMPLING = dict(concurrency_limit=1, concurrency_id="sampling")
 VIEW = dict(
     show_progress="hidden", trigger_mode="always_last", queue=False
@@ -219,7 +220,11 @@ def _wire_generation(ex: Explorer, page: Page) -> Any:
             s.images,
             s.schedule,
             s.temperature,
+            s.run_number,
         ],
+        # the page numbers its runs, so that Stop reaches the runs started before it
+        js=f"(...a) => {{ window.{RUN_COUNTER} = (window.{RUN_COUNTER} || 0) + 1; "
+        f"return [...a.slice(0, -1), String(window.{RUN_COUNTER})]; }}",
         api_name="generate",
         scroll_to_output=False,
         show_progress_on=[r.live],
@@ -244,14 +249,18 @@ def _wire_generation(ex: Explorer, page: Page) -> Any:
         js="(q) => q ? window.location.origin + window.location.pathname + q : ''",
         api_visibility="private",
     )
+
     # Stop: the run is discarded and the page shows the previous run, images and tabs alike
     # (app/stopping.py).
+    def stop(session: Any, run: Any, request: gr.Request) -> GenerateOutputs:
+        return stopping.on_stop(ex, session, run, getattr(request, "session_hash", "") or "")
+
     _on(
         s.stop_btn.click,
-        lambda session, status: stopping.stopped(ex, session, status),
+        stop,
         outputs,
-        inputs=[page.session, r.status],
-        cancels=[gen_event],
+        inputs=[page.session, s.run_number],
+        js=f"(session, run) => [session, String(window.{RUN_COUNTER} || 0)]",
         api_visibility="private",
         queue=False,
     )

@@ -35,6 +35,8 @@ class SamplingControls:
     images: RawSlider
     generate_btn: gr.Button
     stop_btn: gr.Button
+    # hidden: the page's number for the run a click starts or stops (see Explorer.request_stop)
+    run_number: gr.Textbox
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,19 @@ def _sampling_controls(explorer: Explorer, first: ModelOutputs) -> SamplingContr
     with gr.Row():
         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
         stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=70)
+    run_number = gr.Textbox(value="", visible=False)
     return SamplingControls(
-        seed, dice, steps, sampler, schedule, guidance, temperature, images, generate_btn, stop_btn
+        seed,
+        dice,
+        steps,
+        sampler,
+        schedule,
+        guidance,
+        temperature,
+        images,
+        generate_btn,
+        stop_btn,
+        run_number,
     )
 
 
