@@ -10,7 +10,6 @@ runs started before it, never a later one.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
