@@ -126,10 +126,12 @@ def guided_evaluations(pipe: DiMSUMPipeline, repeats: int) -> list[str]:
             y = torch.arange(2 * images, device=dev) % cfg.num_classes
 
             def call(x=x, t=t, y=y) -> None:
-                with torch.inference_mode(), pipe._autocast():
+                with pipe._network_mode():
                     pipe.model.guided_velocity(x, t, y, 4.0)
 
-            s = seconds(call, repeats, dev.type == "cuda")
+            # as in a sampling run: the weights' casts are made once (in the warm-up call)
+            with pipe.weight_cast_cache():
+                s = seconds(call, repeats, dev.type == "cuda")
             base.setdefault(images, s)
             lines.append(
                 f"guided evaluation, {images} image(s) (batch {2 * images}), {name}: {s * 1e3:.1f} ms"

@@ -12,8 +12,8 @@ Each sample's noise comes from its own seed (a CPU generator), so an image depen
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,10 +128,29 @@ class DiMSUMPipeline:
         return self.model.config
 
     # ---- helpers --------------------------------------------------------------------------
-    def _autocast(self) -> AbstractContextManager:
+    @contextmanager
+    def _network_mode(self) -> Iterator[None]:
+        """Grad mode and precision of one network evaluation.
+
+        fp32: inference mode (no view or version tracking, ~3% faster on the CPU than no_grad).
+        Autocast: no_grad, because autocast keeps its low-precision copies of the weights only
+        for tensors outside inference mode; inside `weight_cast_cache` they are then made once
+        per run instead of at every evaluation (0.6 s of a 1.75 s bf16 DiM-L/2 evaluation on a
+        CPU, measured by benchmarks/bench_cpu_floor.py).
+        """
+        if self.autocast is None:
+            with torch.inference_mode():
+                yield
+        else:
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.autocast):
+                yield
+
+    def weight_cast_cache(self) -> AbstractContextManager:
+        """Keep autocast's casts of the weights across the evaluations made inside: an outer,
+        disabled autocast region (autocast clears its cache when the outermost region ends)."""
         if self.autocast is None:
             return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+        return torch.autocast(self.device.type, enabled=False)
 
     def noise(self, seeds: Sequence[int], temperature: float = 1.0) -> torch.Tensor:
         """(N, C, H, W) float32: sample i's noise from its own CPU generator seeded seeds[i],
@@ -256,11 +275,10 @@ class DiMSUMPipeline:
         calls = 0
 
         def network(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            # Inference mode (not just no_grad): no view or version tracking, ~3% faster on the
-            # CPU. Its outputs only enter ordinary ops of the sampler, which return ordinary tensors.
+            # Its outputs only enter ordinary ops of the sampler, which return ordinary tensors.
             # Interventions gate on the time of the evaluation (all rows share one t).
             edit = apply_interventions(model, edits, float(t[0])) if edits else nullcontext()
-            with torch.inference_mode(), self._autocast(), edit:
+            with self._network_mode(), edit:
                 v = model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
             return v.float()
 
@@ -286,18 +304,19 @@ class DiMSUMPipeline:
         start = time.perf_counter()
         # Without a trajectory the sampler skips the extra evaluation at t = 1 that only
         # records the final velocity (40 instead of 41 evaluations for 20 Heun steps).
-        result = sample_ode(
-            velocity,
-            x0,
-            path=path,
-            method=method,
-            num_steps=num_steps,
-            schedule=schedule,
-            callback=callback,
-            # a callback needs the recorder anyway; keeping the trajectory then costs nothing
-            return_trajectory=return_trajectory or callback is not None,
-            store_on_cpu=True,
-        )
+        with self.weight_cast_cache():
+            result = sample_ode(
+                velocity,
+                x0,
+                path=path,
+                method=method,
+                num_steps=num_steps,
+                schedule=schedule,
+                callback=callback,
+                # a callback needs the recorder anyway; keeping the trajectory costs nothing
+                return_trajectory=return_trajectory or callback is not None,
+                store_on_cpu=True,
+            )
         traj = result if isinstance(result, Trajectory) else None
         array = self.decode(traj.final if traj is not None else result)
         seconds = time.perf_counter() - start
