@@ -275,6 +275,37 @@ def test_token_major_kernel_is_used_without_grad(monkeypatch):
         cc.causal_conv1d_tokens(tok["u"], w, None, silu=True, impl="chunked")
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_token_major_kernels_widen_low_precision(monkeypatch, dtype):
+    """CPU autocast hands the conv and the scan bf16 / fp16 rows: the C++ kernels take them
+    (widened to float32, no transposing fallback) and give the reference's result on the same
+    rounded values, in the input dtype."""
+    need("cpp")
+    import dimsum.ops.causal_conv as cc
+    import dimsum.ops.selective_scan as ss
+
+    def no_fallback(*a, **k):
+        raise AssertionError("fell back to the reference")
+
+    x, tok = token_major_inputs(2, 16, 37, 16)
+    low = {k: v.to(dtype) if k in ("u", "z", "delta", "B", "C") else v for k, v in tok.items()}
+    want = selective_scan_ref(
+        **{k: v.float().transpose(1, 2) if k in ("u", "z", "delta", "B", "C") else v
+           for k, v in low.items()},
+        delta_softplus=True,
+    ).transpose(1, 2)  # fmt: skip
+    w, b = torch.randn(16, 1, 4), torch.randn(16)
+    conv_want = causal_conv1d_tokens_ref(low["u"].float(), w, b, silu=True)
+    monkeypatch.setattr(ss, "selective_scan_fn", no_fallback)
+    monkeypatch.setattr(cc, "causal_conv1d_tokens_ref", no_fallback)
+    with torch.inference_mode():
+        got = selective_scan_tokens(**low, delta_softplus=True, impl="cpp")
+        conv = cc.causal_conv1d_tokens(low["u"], w, b, silu=True, impl="cpp")
+    assert got.dtype == conv.dtype == dtype
+    assert_rel(got.float(), want.to(dtype).float(), 1e-2, "scan")
+    assert_rel(conv.float(), conv_want.to(dtype).float(), 1e-2, "conv")
+
+
 @pytest.mark.parametrize("impl", ["chunked", "cpp"])
 @pytest.mark.parametrize("dim", [6, 16, 20])
 def test_causal_conv_tokens_matches_conv1d(impl, dim):

@@ -76,7 +76,12 @@ class Mamba(nn.Module):
         default) returns the output only."""
         # Token-major throughout (N, L, channels): the layout the linear layers produce, so x, z
         # and B, C stay views of their projections and the scan reads them in place.
-        x, z = self.in_proj(u).chunk(2, dim=-1)
+        xz = self.in_proj(u)
+        if xz.dtype != torch.float32 and xz.device.type == "cpu" and not torch.is_grad_enabled():
+            # CPU autocast: the conv and scan kernels compute in float32; widen their input once
+            # here, not at each kernel's entry and exit (bf16 DiM-L/2: 8 -> 3 copies a layer)
+            xz = xz.float()
+        x, z = xz.chunk(2, dim=-1)
         x = causal_conv1d_tokens(x, self.conv1d.weight, self.conv1d.bias, silu=True)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta, A = dt @ self.dt_proj.weight.t(), -torch.exp(self.A_log.float())

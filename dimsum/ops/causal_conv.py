@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .selective_scan import _resolve, triton_usable, use_cpp_inference_kernel
+from .selective_scan import CPP_DTYPES, _resolve, triton_usable, use_cpp_inference_kernel
 
 __all__ = ["causal_conv1d_tokens", "causal_conv1d_tokens_ref"]
 
@@ -42,17 +42,18 @@ def causal_conv1d_tokens(
 ) -> Tensor:
     """Causal depthwise conv (+ SiLU if ``silu``) on token rows; see the module docstring.
 
-    Runs the C++ kernel for float32 CPU inputs that need no gradient when the selective-scan
+    Runs the C++ kernel for float32 (or bf16 / fp16, widened) CPU inputs that need no gradient when the selective-scan
     implementation resolves to ``cpp`` (``impl`` / ``$DIMSUM_SCAN_IMPL``), the Triton kernel when
     it resolves to ``triton`` and no gradient is needed, else the reference (which has autograd).
     """
     if (
         use_cpp_inference_kernel(impl, x, weight, bias)
-        and x.dtype == torch.float32
+        and x.dtype in CPP_DTYPES
         and x.dim() == 3
         and x.stride(-1) == 1
     ):
-        return torch.ops.dimsum_scan.conv_tokens(x, weight, bias, silu)
+        # bf16 / fp16 activations (CPU autocast) are widened: the kernel computes in float32
+        return torch.ops.dimsum_scan.conv_tokens(x.float(), weight, bias, silu).to(x.dtype)
     if _use_triton_conv(impl, x, weight, bias):
         # deliberately lazy: triton is optional (the `gpu` extra), slow to import
         from .causal_conv_triton import causal_conv1d_tokens_triton

@@ -256,6 +256,10 @@ def selective_scan_fn(
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
+# Input dtypes the C++ token-major kernels take (low precision is widened to float32 on entry)
+CPP_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
 def use_cpp_inference_kernel(impl: str | None, *tensors: Tensor | None) -> bool:
     """Whether a call may take one of the C++ token-major inference kernels: the implementation
     resolves to ``cpp``, the first tensor is on the CPU, and autograd would record nothing (those
@@ -287,20 +291,28 @@ def selective_scan_tokens(
 
     Shapes: u, delta, z (batch, L, dim); B, C (batch, L, N); A (dim, N); D, delta_bias (dim,).
     Returns out (batch, L, dim). Views with a unit last stride (e.g. slices of one projection's
-    output) are read in place. Without gradients on a float32 CPU problem with dim % 8 == 0, the
-    ``cpp`` implementation runs its token-major kernel (no transposing copies); otherwise this
-    transposes and calls :func:`selective_scan_fn`, which defines the semantics.
+    output) are read in place. Without gradients on a CPU problem (float32, or bf16 / fp16 widened
+    to float32) with dim % 8 == 0, the ``cpp`` implementation runs its token-major kernel (no
+    transposing copies); otherwise this transposes and calls :func:`selective_scan_fn`, which
+    defines the semantics.
     """
+    rows = (u, delta, B, C) + ((z,) if z is not None else ())
     if (
         use_cpp_inference_kernel(impl, u, delta, A, B, C, D, z, delta_bias)
-        and u.dtype == delta.dtype == B.dtype == C.dtype == torch.float32
-        and (z is None or z.dtype == torch.float32)
+        and all(t.dtype in CPP_DTYPES for t in rows)
         and u.shape[-1] % 8 == 0
         and A.shape[1] <= 64
         and B.dim() == 3
-        and all(t.stride(-1) == 1 for t in (u, delta, B, C) + ((z,) if z is not None else ()))
+        and all(t.stride(-1) == 1 for t in rows)
     ):
-        return torch.ops.dimsum_scan.fwd_tokens(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        # bf16 / fp16 inputs (CPU autocast) are widened (a no-op for float32): the kernel keeps
+        # the state in float32 like every implementation, and reads float32 rows
+        u32, delta32, B32, C32 = u.float(), delta.float(), B.float(), C.float()
+        z32 = None if z is None else z.float()
+        out = torch.ops.dimsum_scan.fwd_tokens(
+            u32, delta32, A, B32, C32, D, z32, delta_bias, delta_softplus
+        )
+        return out.to(u.dtype)
     t = _transposed  # views, no copies
     if B.dim() == 3 and _resolve(impl, u.device) == "triton":
         # the kernel reads the transposed views in place and writes (batch, L, dim) memory
