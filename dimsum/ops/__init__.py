@@ -1,6 +1,8 @@
-"""Low-level ops: the selective scan (Mamba S6) and Mamba's causal conv, with fast paths."""
+"""Low-level ops: the selective scan (Mamba S6), Mamba's causal conv and the gated MLP's
+activation, each a plain reference with fast paths."""
 
 from .causal_conv import causal_conv1d_tokens, causal_conv1d_tokens_ref
+from .gated_mlp import gelu_gate, gelu_gate_ref
 from .selective_scan import (
     ScanStateInputs,
     available_scan_impls,
@@ -16,6 +18,8 @@ __all__ = [
     "scan_state_magnitudes",
     "causal_conv1d_tokens",
     "causal_conv1d_tokens_ref",
+    "gelu_gate",
+    "gelu_gate_ref",
     "available_scan_impls",
     "selective_scan_fn",
     "selective_scan_ref",

@@ -15,8 +15,8 @@
 // (AVX2: Np/8 ymm vectors) and loops over L sequentially. exp is a vectorised Cephes-style
 // polynomial (~1-2 ulp) because libm's scalar expf would dominate the run time.
 //
-// Registered as torch.ops.dimsum_scan.{fwd,bwd,fwd_tokens,conv_tokens} (no pybind: faster to
-// compile).
+// Registered as torch.ops.dimsum_scan.{fwd,bwd,fwd_tokens,conv_tokens,gelu_gate} (no pybind:
+// faster to compile).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -696,6 +696,102 @@ at::Tensor conv_tokens(const at::Tensor& x, const at::Tensor& weight,
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The gated MLP's activation, for inference: h (rows, 2H) = [a | b], the w12 projection without
+// its bias (float32, bf16 or fp16; unit last stride, any row stride), bias (2H,) or empty;
+// out (rows, H) contiguous in h's dtype:
+//   out = gelu_tanh(a + bias_a) * (b + bias_b),  gelu_tanh(a) = a * sigmoid(k (a + 0.044715 a^3))
+// with k = 2 sqrt(2 / pi). One pass over h: the bias add that addmm would do as a broadcast
+// copy of the whole output, and the five elementwise passes over strided halves, in registers.
+// ---------------------------------------------------------------------------------------------
+// 8 lanes from float32 / bf16 / fp16 memory, computed in float32; `n` < 8 at a row's tail.
+template <typename T>
+inline vf load8(const T* p) {
+  float buf[8];
+  for (int i = 0; i < 8; ++i) buf[i] = static_cast<float>(p[i]);  // vectorised: a fixed count
+  return vload(buf);
+}
+template <>
+inline vf load8<float>(const float* p) {
+  return vload(p);
+}
+template <typename T>
+inline void store8(T* p, vf v) {
+  float buf[8];
+  vstore(buf, v);
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<T>(buf[i]);
+}
+template <>
+inline void store8<float>(float* p, vf v) {
+  vstore(p, v);
+}
+template <typename T>
+inline vf load_tail(const T* p, int64_t n) {
+  float buf[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(p[i]);
+  return vload(buf);
+}
+template <typename T>
+inline void store_tail(T* p, vf v, int64_t n) {
+  float buf[8];
+  vstore(buf, v);
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(buf[i]);
+}
+
+inline vf gelu_gate8(vf a, vf b) {
+  const vf k = vset1(1.5957691216057308f), c = vset1(0.044715f * 1.5957691216057308f);
+  const vf z = vmul(a, vfma(c, vmul(a, a), k));  // k (a + 0.044715 a^3)
+  return vmul(vmul(a, vsigmoid(z)), b);
+}
+
+template <typename T>
+void gelu_gate_rows(const at::Tensor& h, const float* bias, at::Tensor& out) {
+  const int64_t rows = h.size(0), H = h.size(1) / 2, sh = h.stride(0);
+  const T* ph = h.data_ptr<T>();
+  T* po = out.data_ptr<T>();
+  at::parallel_for(0, rows, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* ha = ph + r * sh;
+      const T* hb = ha + H;
+      T* o = po + r * H;
+      int64_t d = 0;
+      for (; d + 8 <= H; d += 8) {
+        vf a = load8(ha + d), b = load8(hb + d);
+        if (bias) {
+          a = vadd(a, vload(bias + d));
+          b = vadd(b, vload(bias + H + d));
+        }
+        store8(o + d, gelu_gate8(a, b));
+      }
+      if (d < H) {
+        const int64_t n = H - d;
+        vf a = load_tail(ha + d, n), b = load_tail(hb + d, n);
+        if (bias) {
+          a = vadd(a, load_tail(bias + d, n));
+          b = vadd(b, load_tail(bias + H + d, n));
+        }
+        store_tail(o + d, gelu_gate8(a, b), n);
+      }
+    }
+  });
+}
+
+at::Tensor gelu_gate(const at::Tensor& h, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.stride(1) == 1 && h.size(1) % 2 == 0,
+              "h must be a CPU (rows, 2H) tensor with unit last stride");
+  const at::Tensor bc = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  TORCH_CHECK(!bias || bc.numel() == h.size(1), "bias must be (2H,)");
+  at::Tensor out = at::empty({h.size(0), h.size(1) / 2}, h.options());
+  const float* pb = bias ? bc.data_ptr<float>() : nullptr;
+  switch (h.scalar_type()) {
+    case at::kFloat: gelu_gate_rows<float>(h, pb, out); break;
+    case at::kBFloat16: gelu_gate_rows<at::BFloat16>(h, pb, out); break;
+    case at::kHalf: gelu_gate_rows<at::Half>(h, pb, out); break;
+    default: TORCH_CHECK(false, "h must be float32, bfloat16 or float16");
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(dimsum_scan, m) {
@@ -709,6 +805,7 @@ TORCH_LIBRARY(dimsum_scan, m) {
       "fwd_tokens(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
       "Tensor? delta_bias, bool softplus) -> Tensor");
   m.def("conv_tokens(Tensor x, Tensor weight, Tensor? bias, bool silu) -> Tensor");
+  m.def("gelu_gate(Tensor h, Tensor? bias) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(dimsum_scan, CPU, m) {
@@ -716,4 +813,5 @@ TORCH_LIBRARY_IMPL(dimsum_scan, CPU, m) {
   m.impl("bwd", &scan_bwd);
   m.impl("fwd_tokens", &scan_fwd_tokens);
   m.impl("conv_tokens", &conv_tokens);
+  m.impl("gelu_gate", &gelu_gate);
 }
