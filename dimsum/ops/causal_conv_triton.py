@@ -19,6 +19,10 @@ from torch import Tensor
 
 __all__ = ["causal_conv1d_tokens_triton"]
 
+# Module-level so the interpreter tests can shrink them (several row and channel blocks per call).
+BLOCK_L = 16  # rows per program
+BLOCK_D_MAX = 128  # channels per program
+
 
 @triton.jit
 def _conv_kernel(
@@ -55,7 +59,7 @@ def causal_conv1d_tokens_triton(
     K = weight.shape[-1]
     w = weight.reshape(dim, K).contiguous()
     out = torch.empty(n, L, dim, device=x.device, dtype=x.dtype)
-    bl, bd = 16, min(128, triton.next_power_of_2(dim))
+    bl, bd = BLOCK_L, min(BLOCK_D_MAX, triton.next_power_of_2(dim))
     grid = (n, triton.cdiv(L, bl), triton.cdiv(dim, bd))
     _conv_kernel[grid](
         x, w, bias if bias is not None else w, out, L, dim, x.stride(0), x.stride(1),
