@@ -5,11 +5,12 @@
 
 Every ratio divides a baseline measured in the same run by the new path:
 
-1. parity: Triton scan (forward + backward) vs the reference loop on the device; conv vs ref.
+1. parity: Triton scan and conv (forward + backward) vs the references on the device.
 2. kernel: Triton vs chunked scan, forward and forward + backward, at (2, 1024, 256, 16).
 3. DiM-L/2 guided evaluation (one image + null copy = network batch 2), fp32 and bf16 autocast:
    chunked eager (baseline), Triton eager, Triton + CUDA graph.
-4. emoji-XS training step at batch 512 (as benchmarks/bench_train_step.py): chunked vs Triton.
+4. emoji-XS training step at batch 512 (as benchmarks/bench_train_step.py): chunked scan +
+   reference conv vs Triton scan + Triton conv (both with their backward kernels).
 5. 4 ImageNet-size (256 px, 32x32x4 latent) images end to end: 20 guided Heun steps (40
    evaluations) of DiM-L/2, random weights, chunked eager vs Triton + CUDA graph; no VAE
    decode (no weights on that machine; ~the same for both).
@@ -102,12 +103,18 @@ def section_parity(s) -> None:
     for n, a, b in zip(names, res["triton"], res["ref"], strict=True):
         rel = (a - b).abs().max().item() / max(b.abs().max().item(), 1e-30)
         print(f"- {n}: max |diff| / max |ref| = {rel:.2e}")
-    x = torch.randn(2, s["parity_L"], 96, device=DEV)
+    xz = torch.randn(2, s["parity_L"], 2 * 96, device=DEV)  # x: the first half, as in the mixer
     w, bias = torch.randn(96, 1, 4, device=DEV), torch.randn(96, device=DEV)
-    with torch.no_grad():
-        got = causal_conv1d_tokens(x, w, bias, silu=True, impl="triton")
-    diff = (got - causal_conv1d_tokens_ref(x, w, bias, silu=True)).abs().max().item()
-    print(f"- causal conv + SiLU: max |diff| = {diff:.2e}")
+    res = {}
+    for impl in ("ref", "triton"):
+        leaves = [t.detach().clone().requires_grad_() for t in (xz, w, bias)]
+        fn = causal_conv1d_tokens_ref if impl == "ref" else partial(causal_conv1d_tokens, impl=impl)
+        out = fn(leaves[0][..., :96], leaves[1], leaves[2], silu=True)
+        out.square().sum().backward()
+        res[impl] = [out.detach()] + [t.grad for t in leaves]
+    for n, a, b in zip(("out", "dx", "dweight", "dbias"), res["triton"], res["ref"], strict=True):
+        rel = (a - b).abs().max().item() / max(b.abs().max().item(), 1e-30)
+        print(f"- causal conv + SiLU {n}: max |diff| / max |ref| = {rel:.2e}")
 
 
 def section_kernel(s) -> None:
@@ -185,6 +192,9 @@ def section_train(s) -> None:
     preset, batch = "emoji-XS", s["train_batch"]
     cfg = dataclasses.replace(get_preset(preset), input_size=s["train_size"])
     print(f"\n## 4. {preset} training step, batch {batch}, input {cfg.input_size}px")
+    probe = torch.randn(1, 3, 8, device=DEV, requires_grad=True)  # which conv the step records
+    conv = with_impl("triton", causal_conv1d_tokens)(probe, torch.ones(8, 1, 4, device=DEV))
+    print(f"- conv with grad under triton records {type(conv.grad_fn).__name__}")
     torch.manual_seed(0)
     model = build_model(cfg).to(DEV)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)

@@ -69,6 +69,11 @@ def _small_tiles(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     # blocks (second one half masked), so checkpoints and the dB/dC block partials are exercised.
     monkeypatch.setattr(scan_tr, "CHUNK", 8)
     monkeypatch.setattr(scan_tr, "BLOCK_D_MAX", 8)
+    # the conv in 8 x 8 tiles: L = 19 spans 3 row blocks, dim = 12 two channel blocks; backward
+    # programs of 16 rows: two per sequence at L = 19 (2 tiles, then 1), so two dweight partials
+    for name in ("BLOCK_L", "BLOCK_D_MAX", "BWD_BLOCK_L", "BWD_BLOCK_D_MAX"):
+        monkeypatch.setattr(conv_tr, name, 8)
+    monkeypatch.setattr(conv_tr, "BWD_ROWS", 16)
 
 
 def inputs(batch, dim, L, N, *, z=True, d=True, bias=True, seed=0, dtype=torch.float32):
@@ -227,22 +232,106 @@ def test_causal_conv_forward(bias, silu):
     assert_close(direct, want, *F32, "conv (direct)")
 
 
+def triton_conv(*args, **kw):
+    return causal_conv1d_tokens(*args, **kw, impl="triton")
+
+
+def conv_inputs(n, L, dim, K, *, bias=True, view=False, dtype=torch.float32, seed=5):
+    """(base, weight, bias): x is base[..., :dim]; with ``view`` base is (n, L, 2 * dim), so x
+    has row stride 2 * dim, as the mixer's x half of the in_proj output."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, L, 2 * dim if view else dim, generator=g)
+    w = torch.randn(dim, 1, K, generator=g) * 0.5
+    b = torch.randn(dim, generator=g) if bias else None
+    return [None if t is None else t.to(DEV, dtype) for t in (base, w, b)]
+
+
+def conv_fwd_bwd(fn, base, w, b, dim, silu, seed=6):
+    """out and the grads of (base, weight, bias) of sum(out * g) for a fixed g."""
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in (base, w, b)]
+    out = fn(leaves[0][..., :dim], leaves[1], leaves[2], silu=silu)
+    g = torch.Generator().manual_seed(seed)
+    (out.float() * torch.randn(out.shape, generator=g).to(DEV)).sum().backward()
+    return out, [None if t is None else t.grad for t in leaves]
+
+
+@pytest.mark.parametrize(
+    "n,L,dim,K,bias,silu,view",
+    [
+        (2, 19, 12, 4, True, True, True),  # the mixer's case: 3 row blocks, 2 channel blocks
+        (1, 19, 12, 4, False, False, False),  # plain conv, contiguous x
+        (2, 5, 12, 3, True, False, True),  # L shorter than one row block, K = 3
+        (1, 19, 8, 2, False, True, False),  # K = 2, SiLU without bias
+    ],
+)
+def test_causal_conv_forward_backward(n, L, dim, K, bias, silu, view):
+    base, w, b = conv_inputs(n, L, dim, K, bias=bias, view=view)
+    out_r, grads_r = conv_fwd_bwd(causal_conv1d_tokens_ref, base, w, b, dim, silu)
+    for fn in (triton_conv, conv_tr.causal_conv1d_tokens_triton):
+        out, grads = conv_fwd_bwd(fn, base, w, b, dim, silu)
+        assert "Triton" in type(out.grad_fn).__name__, out.grad_fn  # not the reference's graph
+        assert out.shape == out_r.shape and out.dtype == out_r.dtype
+        assert_close(out, out_r, *F32, "conv")
+        for name, got, want in zip(("x", "weight", "bias"), grads, grads_r, strict=True):
+            if want is None:
+                assert got is None, name
+                continue
+            assert got.shape == want.shape and got.dtype == want.dtype, name
+            assert_close(got, want, *F32, f"grad {name}")
+
+
+# Half inputs: the kernels accumulate in float32 and round once per output, so they are compared
+# with the float32 reference on the same rounded values (a couple of ulps; the reference run in
+# bf16 would round at every multiply-add). Weight and bias float32 with x half is the mixer under
+# autocast; their grads keep their own dtype.
+@pytest.mark.parametrize(
+    "x_dtype,w_dtype,tol",
+    [
+        (torch.bfloat16, torch.bfloat16, 2e-2),
+        (torch.bfloat16, torch.float32, 2e-2),
+        (torch.float16, torch.float32, 4e-3),
+    ],
+)
+def test_causal_conv_half_inputs(x_dtype, w_dtype, tol):
+    base, w, b = conv_inputs(2, 19, 12, 4, view=True, dtype=x_dtype)
+    w, b = w.to(w_dtype), b.to(w_dtype)
+    out, grads = conv_fwd_bwd(triton_conv, base, w, b, 12, True)
+    out_r, grads_r = conv_fwd_bwd(
+        causal_conv1d_tokens_ref, base.float(), w.float(), b.float(), 12, True
+    )
+    assert out.dtype == x_dtype
+    assert_close(out, out_r, tol, tol, "conv")
+    for name, got, want, leaf in zip(
+        ("x", "weight", "bias"), grads, grads_r, (base, w, b), strict=True
+    ):
+        assert got.dtype == leaf.dtype, name
+        assert_close(got, want, tol, tol, f"grad {name}")
+
+
 def test_mamba_mixer_with_triton_matches_chunked(monkeypatch: pytest.MonkeyPatch):
     from dimsum.models.mamba import Mamba
 
     torch.manual_seed(0)
     layer = Mamba(8, 8, d_state=8).to(DEV)
     u = torch.randn(1, 9, 8, device=DEV)
-    monkeypatch.setenv("DIMSUM_SCAN_IMPL", "chunked")
-    want = layer(u)
-    monkeypatch.setenv("DIMSUM_SCAN_IMPL", "triton")
-    got = layer(u)  # with grad: Triton scan + reference conv
+    g = torch.randn(1, 9, 8, device=DEV)
+
+    def run(impl):
+        monkeypatch.setenv("DIMSUM_SCAN_IMPL", impl)
+        layer.zero_grad(set_to_none=True)
+        out = layer(u)
+        (out * g).sum().backward()
+        return out, {k: p.grad for k, p in layer.named_parameters() if p.requires_grad}
+
+    want, grads_r = run("chunked")
+    got, grads = run("triton")  # with grad: Triton scan and Triton conv, forward and backward
     with torch.no_grad():
-        got_ng = layer(u)  # no grad: Triton conv too
+        got_ng = layer(u)
     assert_close(got, want, *F32, "mixer")
     assert_close(got_ng, want, *F32, "mixer (no grad)")
-    got.sum().backward()
-    assert layer.A_log.grad is not None and torch.isfinite(layer.A_log.grad).all()
+    assert grads.keys() == grads_r.keys()
+    for k in grads:
+        assert_close(grads[k], grads_r[k], 1e-4, 1e-4, f"grad {k}")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (compiled kernels)")

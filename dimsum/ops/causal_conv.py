@@ -4,9 +4,9 @@
 
 The same as ``nn.Conv1d(d, d, K, groups=d, padding=K - 1)`` on x^T truncated to L outputs, but
 computed on token rows, so x can stay a view of the in_proj output (no transposing copies).
-``causal_conv1d_tokens_ref`` is plain PyTorch (autograd, any device); the C++ extension's
-``conv_tokens`` (CPU) and the Triton kernel in :mod:`.causal_conv_triton` (CUDA) do the conv and
-the SiLU in one pass when no gradient is needed.
+``causal_conv1d_tokens_ref`` is plain PyTorch (autograd, any device) and the definition. The C++
+extension's ``conv_tokens`` (CPU, no gradient) and the Triton kernels in
+:mod:`.causal_conv_triton` (CUDA, forward and backward) do the conv and the SiLU in one pass.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ def causal_conv1d_tokens(
 ) -> Tensor:
     """Causal depthwise conv (+ SiLU if ``silu``) on token rows; see the module docstring.
 
-    Runs the C++ kernel for float32 (or bf16 / fp16, widened) CPU inputs that need no gradient when the selective-scan
-    implementation resolves to ``cpp`` (``impl`` / ``$DIMSUM_SCAN_IMPL``), the Triton kernel when
-    it resolves to ``triton`` and no gradient is needed, else the reference (which has autograd).
+    Runs the C++ kernel for float32 (or bf16 / fp16, widened) CPU inputs that need no gradient
+    when the selective-scan implementation resolves to ``cpp`` (``impl`` / ``$DIMSUM_SCAN_IMPL``),
+    the Triton kernels (with their backward) when it resolves to ``triton``, else the reference.
+    The Triton output has x's dtype, where the reference promotes (bf16 x, float32 weight:
+    float32).
     """
     if (
         use_cpp_inference_kernel(impl, x, weight, bias)
@@ -54,7 +56,7 @@ def causal_conv1d_tokens(
     ):
         # bf16 / fp16 activations (CPU autocast) are widened: the kernel computes in float32
         return torch.ops.dimsum_scan.conv_tokens(x.float(), weight, bias, silu).to(x.dtype)
-    if _use_triton_conv(impl, x, weight, bias):
+    if _use_triton_conv(impl, x):
         # deliberately lazy: triton is optional (the `gpu` extra), slow to import
         from .causal_conv_triton import causal_conv1d_tokens_triton
 
@@ -62,12 +64,9 @@ def causal_conv1d_tokens(
     return causal_conv1d_tokens_ref(x, weight, bias, silu=silu)
 
 
-def _use_triton_conv(impl: str | None, x: Tensor, weight: Tensor, bias: Tensor | None) -> bool:
-    """Triton conv: the scan resolves to ``triton`` here and autograd would record nothing (the
-    kernel has no backward; training takes the reference)."""
+def _use_triton_conv(impl: str | None, x: Tensor) -> bool:
+    """Triton conv: the scan resolves to ``triton`` here, triton can run on x's device, and x is
+    (N, L, d) with a unit channel stride; with or without a gradient."""
     if x.dim() != 3 or x.stride(-1) != 1 or _resolve(impl, x.device) != "triton":
         return False
-    if not triton_usable(x.device):
-        return False
-    tensors = (x, weight, bias)
-    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+    return triton_usable(x.device)
