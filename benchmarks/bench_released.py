@@ -121,9 +121,10 @@ def guided_evaluations(pipe: DiMSUMPipeline, repeats: int) -> list[str]:
         pipe.autocast = dtype
         name = "bf16" if dtype else "fp32"
         for images in (1, 4):
-            x = torch.randn(2 * images, cfg.in_channels, cfg.input_size, cfg.input_size, device=dev)
-            t = torch.full((2 * images,), 0.5, device=dev)
-            y = torch.arange(2 * images, device=dev) % cfg.num_classes
+            # guided_velocity appends the null-class copies itself: `images` rows in, 2x the batch
+            x = torch.randn(images, cfg.in_channels, cfg.input_size, cfg.input_size, device=dev)
+            t = torch.full((images,), 0.5, device=dev)
+            y = torch.arange(images, device=dev) % cfg.num_classes
 
             def call(x=x, t=t, y=y) -> None:
                 with pipe._network_mode():
