@@ -309,9 +309,9 @@ def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
 
 def time_one_evaluation(pipe: DiMSUMPipeline) -> float:
     """Seconds of one guided evaluation of 4 images (batch 8), estimated once at load from one
-    image's (batch 2, x4: the cost is linear in the batch on a CPU, 9.99 vs 2.54 s for DiM-L/2 in fp32),
-    so the app can say how long a run will take before it starts without spending a batch-8
-    forward of the 460M model (~20 s on 2 cores) at every load."""
+    image's (batch 2, x4: the cost is linear in the batch on a CPU, 9.99 vs 2.54 s for DiM-L/2
+    in fp32), so the app can say how long a run will take before it starts without spending a
+    batch-8 forward of the 460M model (~10 s on 2 cores) at every load."""
     cfg = pipe.config
     x = torch.zeros(2, cfg.in_channels, cfg.input_size, cfg.input_size, device=pipe.device)
     t = torch.full((2,), 0.5, device=pipe.device)
