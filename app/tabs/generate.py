@@ -94,6 +94,7 @@ def _model_picker(explorer: Explorer, first: ModelOutputs) -> ModelPicker:
             value=explorer.default_key,
             label="Model",
             interactive=True,
+            elem_id="model-picker",
         )
         if explorer.config.allow_custom_models:
             with gr.Row():
