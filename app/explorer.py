@@ -76,6 +76,11 @@ DEFAULTS = {
     "seed": str(SAMPLING_DEFAULTS.seeds[0]),
     "schedule": SAMPLING_DEFAULTS.schedule,
 }
+GUIDANCE_INFO = "1 = off, higher = more typical of the class"
+NO_GUIDANCE_INFO = (
+    "guidance does not apply to an unconditional model (no null class to contrast with): "
+    "it samples with guidance 1"
+)
 SAMPLER_CHOICES = [
     ("Heun (2 evaluations / step)", "heun"),
     ("Euler (1 / step)", "euler"),
@@ -199,6 +204,8 @@ class Explorer:
         )
         num_steps = dopri5_points(app_steps) if method == "dopri5" else app_steps
         cfg = check_float("guidance scale", guidance, 0.0, lim.max_cfg)
+        if not pipe.config.uses_guidance:  # what the pipeline runs and records (status, links)
+            cfg = 1.0
         seed_ = _seed(seed, n)
         cls = resolve_class(pipe, class_value)
         seeds = [seed_ + i for i in range(n)]
@@ -245,6 +252,16 @@ class Explorer:
             temperature=pipe.config.sampling_temperature if temperature is None else temperature,
         )
 
+    def guidance_control(self, key: str, value: Any = None) -> dict[str, Any]:
+        """The guidance slider for model `key`: switched off, with a line saying why, for an
+        unconditional model (the pipeline samples it with guidance 1); `value` (None = left as
+        it is) is the value a link or loaded settings give."""
+        applies = self.registry.get(key).config.uses_guidance
+        info = GUIDANCE_INFO if applies else NO_GUIDANCE_INFO
+        if value is None:
+            return gr.update(interactive=applies, info=info)
+        return gr.update(value=value, interactive=applies, info=info)
+
     # ---- model and settings handlers -------------------------------------------------------
     def on_load(self, session: SessionState, request: gr.Request) -> SettingsChange:
         """Page load: prefill controls from URL query parameters (invalid ones are reported)."""
@@ -276,17 +293,17 @@ class Explorer:
         return SettingsChange(
             session=replace(session, model_key=key),
             model=self.model_updates(key, values.get("class"), values.get("temperature")),
-            controls=self._control_values(values),
+            controls=self._control_values(key, values),
         )
 
-    @staticmethod
-    def _control_values(v: dict[str, Any]) -> ControlValues:
-        """Each control: the parsed value, or unchanged (gr.skip()) when absent."""
+    def _control_values(self, key: str, v: dict[str, Any]) -> ControlValues:
+        """Each control: the parsed value, or unchanged (gr.skip()) when absent; the guidance
+        slider also follows model `key` (this event's only output for it)."""
         return ControlValues(
             seed=str(v["seed"]) if "seed" in v else gr.skip(),
             steps=v.get("steps", gr.skip()),
             sampler=v.get("sampler", gr.skip()),
-            guidance=v.get("guidance", gr.skip()),
+            guidance=self.guidance_control(key, v.get("guidance")),
             images=v.get("images", gr.skip()),
             schedule=v.get("schedule", gr.skip()),
         )
@@ -311,8 +328,16 @@ class Explorer:
             updates = self.model_updates(key, class_value)  # loads it (downloads once if online)
         except ModelUnavailable as err:
             gr.Warning(str(err))
-            return ModelChange(session=session, model=self.model_updates(session.model_key))
-        return ModelChange(session=replace(session, model_key=key), model=updates)
+            return ModelChange(
+                session=session,
+                model=self.model_updates(session.model_key),
+                guidance=self.guidance_control(session.model_key),
+            )
+        return ModelChange(
+            session=replace(session, model_key=key),
+            model=updates,
+            guidance=self.guidance_control(key),
+        )
 
     @staticmethod
     def expected_wait(pipe: DiMSUMPipeline, req: Request) -> str | None:

@@ -49,10 +49,14 @@ class ControlValues:
 class ModelChange:
     session: Any
     model: ModelOutputs
+    guidance: Any  # the guidance slider: off for an unconditional model (last: API order)
 
 
 @dataclass(frozen=True)
 class SettingsChange:
+    """Settings (a link, JSON, a PNG) applied: the model's outputs and the controls (whose
+    guidance also follows the model, as ModelChange.guidance does)."""
+
     session: Any
     model: ModelOutputs
     controls: ControlValues

@@ -154,7 +154,7 @@ def _wire_model_events(ex: Explorer, demo: gr.Blocks, page: Page) -> None:
     """Page load (link settings) and model switches: they reset every model-dependent output."""
     session, picker = page.session, page.panel.picker
     settings_change = SettingsChange(session, page.model_outputs, page.control_values)
-    model_change = ModelChange(session, page.model_outputs)
+    model_change = ModelChange(session, page.model_outputs, page.panel.sampling.guidance)
     _on(demo.load, ex.on_load, settings_change, inputs=[session], api_name="prefill")
     _on(
         picker.model.input,

@@ -112,23 +112,19 @@ def slider_update(http: httpx.Client, url: str, session_hash: str, step: int) ->
     http.get(r.json()["data"][0]["url"]).raise_for_status()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
-
+def default_checkpoint(checkpoint: str | None) -> str:
+    """`checkpoint`, else the embedded one (checkpoints/) if present, else a random emoji-S."""
+    if checkpoint is not None:
+        return checkpoint
+    if (ROOT / "checkpoints" / "model.safetensors").is_file():
+        return str(ROOT / "checkpoints")
     tmp = Path(tempfile.mkdtemp(prefix="dimsum-bench-"))
-    ckpt = a.checkpoint
-    if ckpt is None:
-        ckpt = (
-            str(ROOT / "checkpoints")
-            if (ROOT / "checkpoints" / "model.safetensors").is_file()
-            else str(make_checkpoint(tmp / "emoji-S", "emoji-S"))
-        )
-    # The server runs in its own process, as in production: a client polling in the same
-    # process would compete with the model for the GIL and distort the numbers.
+    return str(make_checkpoint(tmp / "emoji-S", "emoji-S"))
+
+
+def start_app(ckpt: str, threads: int | None) -> tuple[subprocess.Popen, str, Client]:
+    """The app in its own process, as in production (a client polling in the same process
+    would compete with the model for the GIL and distort the numbers): (process, url, client)."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -140,20 +136,28 @@ def main() -> None:
         "--port",
         str(port),
     ]
-    if a.threads:
-        cmd += ["--threads", str(a.threads)]
+    if threads:
+        cmd += ["--threads", str(threads)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
-    client = None
     for _ in range(240):
         try:
-            client = Client(url, verbose=False, download_files=False)
-            break
+            return server, url, Client(url, verbose=False, download_files=False)
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.5)
-    if client is None:
-        server.kill()
-        raise SystemExit("the app did not start")
+    server.kill()
+    raise SystemExit("the app did not start")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+
+    ckpt = default_checkpoint(a.checkpoint)
+    server, url, client = start_app(ckpt, a.threads)
 
     if a.threads:
         torch.set_num_threads(a.threads)

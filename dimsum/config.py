@@ -121,6 +121,13 @@ class DiMSUMConfig:
     def is_class_conditional(self) -> bool:
         return self.learn_null_class and self.num_classes > 1
 
+    @property
+    def uses_guidance(self) -> bool:
+        """Whether classifier-free guidance changes this model's samples: it needs a learned
+        null class to contrast a label with. An unconditional model (CelebA-HQ, Church: one
+        class, no null class) samples with guidance 1 whatever scale is asked for."""
+        return self.learn_null_class and self.num_label_rows > 1
+
     # ---- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

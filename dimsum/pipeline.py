@@ -258,7 +258,7 @@ class DiMSUMPipeline:
         model, n = self.model, len(seeds_l)
         edits = check_interventions(model, interventions) if interventions else []
         y = torch.tensor(classes_l, dtype=torch.long, device=self.device)
-        guided = cfg != 1.0 and self.config.learn_null_class and self.config.num_label_rows > 1
+        guided = cfg != 1.0 and self.config.uses_guidance
         cfg = cfg if guided else 1.0  # an unconditional model (CelebA-HQ, Church) has no guidance
 
         # Tracing keys on the time of an evaluation: the last evaluation made at a recorded

@@ -35,8 +35,8 @@ def build() -> BranchesTab:
     with gr.Tab("Branches", id="branches"):
         gr.Markdown(text.BRANCHES_HELP, elem_classes="help")
         with gr.Row():
-            step = RawDropdown([], label="Step (traced steps)")
-            block = RawDropdown([], label="Block")
+            step = RawDropdown([], label="Step (traced steps)", elem_id="branch-step")
+            block = RawDropdown([], label="Block", elem_id="branch-block")
             image = RawDropdown([], label="Image")
         show = RawRadio(
             [(v, k) for k, v in view.MAPS.items()],

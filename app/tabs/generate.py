@@ -10,7 +10,14 @@ from dimsum.config import MAX_TEMPERATURE
 
 from .. import text
 from ..components import RawDropdown, RawRadio, RawSlider, RawTextbox
-from ..explorer import DEFAULTS, SAMPLER_CHOICES, SCHEDULE_CHOICES, Explorer
+from ..explorer import (
+    DEFAULTS,
+    GUIDANCE_INFO,
+    NO_GUIDANCE_INFO,
+    SAMPLER_CHOICES,
+    SCHEDULE_CHOICES,
+    Explorer,
+)
 from ..results import ModelOutputs
 
 
@@ -87,6 +94,7 @@ def _model_picker(explorer: Explorer, first: ModelOutputs) -> ModelPicker:
             value=explorer.default_key,
             label="Model",
             interactive=True,
+            elem_id="model-picker",
         )
         if explorer.config.allow_custom_models:
             with gr.Row():
@@ -129,13 +137,16 @@ def _sampling_controls(explorer: Explorer, first: ModelOutputs) -> SamplingContr
         info="where Heun's and Euler's steps fall in t; dopri5 picks its own",
         elem_id="schedule",
     )
+    guided = explorer.registry.get(explorer.default_key).config.uses_guidance
     guidance = RawSlider(
         0,
         min(lim.max_cfg, 10.0),
         value=DEFAULTS["guidance"],
         step=0.5,
         label="Guidance scale",
-        info="1 = off, higher = more typical of the class",
+        info=GUIDANCE_INFO if guided else NO_GUIDANCE_INFO,
+        interactive=guided,  # an unconditional model samples with guidance 1
+        elem_id="guidance",
     )
     temperature = RawSlider(
         0,

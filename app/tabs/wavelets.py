@@ -62,6 +62,7 @@ def build() -> WaveletsTab:
                 value="final",
                 label="Source",
                 scale=3,
+                elem_id="wl-source",
             )
             image = RawDropdown([], label="Image", scale=1)
         with gr.Row():
@@ -72,8 +73,10 @@ def build() -> WaveletsTab:
                 info="Haar is the model's own transform",
                 scale=1,
             )
-            step = RawSlider(0, 20, value=20, step=1, label="Step", scale=2, visible=False)
-            block = RawDropdown([], label="Block", scale=1, visible=False)
+            step = RawSlider(
+                0, 20, value=20, step=1, label="Step", scale=2, visible=False, elem_id="wl-step"
+            )
+            block = RawDropdown([], label="Block", scale=1, visible=False, elem_id="wl-block")
             mode = RawRadio(
                 [(v, k) for k, v in view.FREQ_MODES.items()],
                 value="meanabs",
