@@ -75,3 +75,24 @@ def test_app_serves_an_official_latent_folder_with_its_vae(tmp_path: Path) -> No
         assert "decoded by the VAE" in caption  # x̂ at a scrubbed step, not the linear map
     finally:
         server.close()
+
+
+def test_half_precision_on_a_cpu_without_its_instructions_warns(monkeypatch, caplog) -> None:
+    """--precision bf16 on a CPU that emulates bf16 matmuls (AVX2: ~3x slower than fp32) says
+    so; with the instructions (AVX-512 BF16 / AMX), or in fp32, it does not."""
+    import torch
+
+    from app import models
+
+    for native, precision, warned in (
+        (set(), "bf16", True),
+        ({"bf16"}, "bf16", False),
+        ({"bf16"}, "fp16", True),
+        (set(), "fp32", False),
+    ):
+        monkeypatch.setattr(models, "cpu_native_half_types", lambda n=native: n)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="app.models"):
+            dtype = models.autocast_dtype(precision, "cpu")
+        assert dtype == {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+        assert any("emulated" in r.message for r in caplog.records) == warned, (native, precision)
