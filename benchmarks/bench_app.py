@@ -149,12 +149,17 @@ def start_app(ckpt: str, threads: int | None) -> tuple[subprocess.Popen, str, Cl
     raise SystemExit("the app did not start")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def app_bench_args(doc: str | None) -> argparse.Namespace:
+    """The options every app benchmark takes: --checkpoint, --threads, --repeats."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    a = app_bench_args(__doc__)
 
     ckpt = default_checkpoint(a.checkpoint)
     server, url, client = start_app(ckpt, a.threads)

@@ -21,7 +21,6 @@ Two passes per repeat:
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
-from bench_app import REQUEST, default_checkpoint, start_app, wait_until_idle  # noqa: E402
+from bench_app import REQUEST, app_bench_args, default_checkpoint, start_app, wait_until_idle  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 TARGET_MS = 150.0
@@ -102,11 +101,7 @@ def generate(client: Client, seed: int) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
+    a = app_bench_args(__doc__)
 
     ckpt = default_checkpoint(a.checkpoint)
     server, url, client = start_app(ckpt, a.threads)

@@ -14,7 +14,6 @@ Target: every interaction on a finished run answers within 150 ms.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_app import default_checkpoint, start_app, wait_until_idle  # noqa: E402
+from bench_app import app_bench_args, default_checkpoint, start_app, wait_until_idle  # noqa: E402
 from playwright import sync_api  # noqa: E402
 
 TARGET_MS = 150.0
@@ -54,11 +53,7 @@ TIMED = """async ([button, want]) => {
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
+    a = app_bench_args(__doc__)
 
     from app.tour import STOPS
 

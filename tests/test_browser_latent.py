@@ -11,19 +11,17 @@ strictness as tests/test_browser.py.
 
 from __future__ import annotations
 
-import io
 import re
 import time
-import urllib.request
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from dimsum.models.scan_orders import freq_scan_order, spatial_scan_order
 
 from .ci import unavailable
 from .test_browser import _tab, _wait_text, browser  # noqa: F401
+from .test_browser_interventions import _gallery_count, _pixels
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::Warning:gradio")]
 
@@ -66,24 +64,6 @@ def latent_server(tmp_path_factory):
     )
     yield server
     server.close()
-
-
-def _pixels(page, origin: str, selector: str) -> list[np.ndarray]:
-    """The images a gallery shows, fetched from the server as the page sees them."""
-    out = []
-    for src in page.eval_on_selector_all(f"{selector} img", "els => els.map(e => e.src)"):
-        url = src if src.startswith("http") else origin + src
-        with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - the local server
-            out.append(np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB")))
-    return out
-
-
-def _count(page, selector: str, n: int, timeout: float = 120) -> None:
-    page.wait_for_function(
-        "([sel, n]) => document.querySelectorAll(sel + ' img').length >= n",
-        arg=[selector, n],
-        timeout=timeout * 1000,
-    )
 
 
 def _xy(page, sel: str) -> tuple[float, ...]:
@@ -141,15 +121,15 @@ def test_latent_model_in_the_browser(latent_server, browser) -> None:  # noqa: F
 
     # Interventions: the re-run's changed images appear and differ from the originals.
     _tab(page, "Interventions")
-    _count(page, "#iv-original", IMAGES, timeout=60)
+    _gallery_count(page, "#iv-original", IMAGES, timeout=60)
     page.get_by_role("button", name="Frequency off, late (t 0.5-1)").click()
     page.wait_for_function(
         "() => [...document.querySelectorAll('#iv-blocks input[type=checkbox]')].every(b => b.checked)",
         timeout=30_000,
     )
     page.click("#iv-run")
-    _count(page, "#iv-changed", IMAGES)
-    _count(page, "#iv-difference", IMAGES, timeout=30)
+    _gallery_count(page, "#iv-changed", IMAGES)
+    _gallery_count(page, "#iv-difference", IMAGES, timeout=30)
     _wait_text(page, "#iv-summary", "freq-off")
     original = _pixels(page, origin, "#iv-original")
     changed = _pixels(page, origin, "#iv-changed")
