@@ -67,3 +67,15 @@ def named(handler: Callable[..., Any], shape: Any) -> Callable[..., Any]:
         return pair(shape, handler(*args, **kwargs))
 
     return call
+
+
+def only(handler: Callable[..., Any], keep: list[gr.components.Component]) -> Callable[..., Any]:
+    """A `named` handler restricted to the components `keep` (an event listing fewer outputs:
+    the page then leaves the others alone instead of marking each one pending and done)."""
+    wanted = set(keep)
+
+    @functools.wraps(handler)
+    def call(*args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return {c: v for c, v in handler(*args, **kwargs).items() if c in wanted}
+
+    return call

@@ -14,7 +14,7 @@ import gradio as gr
 from ..errors import clean_errors
 from ..results import TrajectoryFrame
 from ..tour import Tour, TourOutputs
-from .outputs import components, named
+from .outputs import components, named, only
 
 # instant, like the views: no queue round trip (app/ui.py's VIEW)
 VIEW = dict(show_progress="hidden", trigger_mode="always_last", queue=False)
@@ -67,7 +67,20 @@ def outputs(panel: TourPanel, page: Any) -> TourOutputs:
 
 def wire(tour: Tour, panel: TourPanel, page: Any) -> None:
     shape = outputs(panel, page)
-    outs = components(shape)
+    # A stop answers in two events (app/tour.py): text, tab and controls, then the drawings.
+    # Each lists only its own outputs, so the page does not touch the other ~half of them.
+    drawn = set(
+        components(
+            [
+                shape.trajectory_frame,
+                shape.wavelets_panels,
+                shape.branches_panels,
+                shape.scan_panels,
+            ]
+        )
+    )
+    first = [c for c in components(shape) if c not in drawn]
+    second = [c for c in components(shape) if c in drawn]
     session = page.session
     for button, handler, inputs, name in (
         (panel.start, tour.start, [session], "tour_start"),
@@ -76,13 +89,17 @@ def wire(tour: Tour, panel: TourPanel, page: Any) -> None:
         (panel.leave, tour.leave, [], "tour_leave"),
     ):
         event = button.click(
-            clean_errors(named(handler, shape)), inputs=inputs, outputs=outs, api_name=name, **VIEW
+            clean_errors(only(named(handler, shape), first)),
+            inputs=inputs,
+            outputs=first,
+            api_name=name,
+            **VIEW,
         )
         if button is not panel.leave:  # then the stop's drawings (app/tour.py says why)
             event.then(
-                clean_errors(named(tour.views, shape)),
+                clean_errors(only(named(tour.views, shape), second)),
                 inputs=[session, panel.index],
-                outputs=outs,
+                outputs=second,
                 api_visibility="private",
                 **VIEW,
             )
