@@ -164,7 +164,9 @@ def _sampling_controls(explorer: Explorer, first: ModelOutputs) -> SamplingContr
     with gr.Row():
         generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn", scale=3)
         stop_btn = gr.Button("Stop", variant="stop", scale=1, min_width=70)
-    run_number = gr.Textbox(value="", visible=False)
+    run_number = gr.Textbox(
+        value="", visible=False, label="Run number (set by the page for Stop; leave empty)"
+    )
     return SamplingControls(
         seed,
         dice,
