@@ -446,17 +446,22 @@ class Explorer:
             return
         started = time.perf_counter()
         with self.stops.running(page, number):
-            out, at = yield from self._previews(key, gen, page, number, progress)
+            out, at = yield from self._previews(pipe, key, gen, page, number, progress)
         if out is None:  # stopped: the run is discarded
             yield stopping.stopped(self, session, at)
             return
         yield from self._finished(session, pipe, key, gen, out, started, progress)
 
     def _previews(
-        self, key: str, gen: Generation, page: str, number: int, progress: gr.Progress
+        self,
+        pipe: DiMSUMPipeline,
+        key: str,
+        gen: Generation,
+        page: str,
+        number: int,
+        progress: gr.Progress,
     ) -> Generator[GenerateOutputs, None, tuple[PipelineOutput | None, str]]:
         """Stream a preview per step; return the output (None when stopped) and the last step."""
-        pipe = self.registry.get(key)
         at = "the start"
         progress(0, desc=self.expected_wait(pipe, gen.request) or "Waiting for the model…")
         with closing(gpu_stream(self.source, key, gen.request)) as events:

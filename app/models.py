@@ -325,7 +325,7 @@ def time_one_evaluation(pipe: DiMSUMPipeline) -> float:
     x = torch.zeros(2, cfg.in_channels, cfg.input_size, cfg.input_size, device=pipe.device)
     t = torch.full((2,), 0.5, device=pipe.device)
     y = torch.full((2,), cfg.null_class, dtype=torch.long, device=pipe.device)
-    with pipe.weight_cast_cache(), pipe._network_mode():
+    with pipe.weight_cast_cache(), pipe.network_mode():
         pipe.model(x[:1], t[:1], y[:1])  # warm-up: first-call work (kernel builds, allocator)
         start = time.perf_counter()
         pipe.model(x, t, y)

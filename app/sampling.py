@@ -138,6 +138,16 @@ class Request:
     schedule: str = "uniform"  # step times of heun / euler (dimsum.flow.SCHEDULES)
     temperature: float = 1.0  # initial-noise scale, x0 ~ N(0, T^2)
 
+    def sampler_kwargs(self) -> dict[str, Any]:
+        """The pipeline's keyword arguments for this request's sampler settings."""
+        return dict(
+            guidance_scale=self.guidance_scale,
+            num_steps=self.num_steps,
+            method=self.method,
+            schedule=self.schedule,
+            temperature=self.temperature,
+        )
+
 
 @dataclass
 class Preview:
@@ -285,11 +295,7 @@ def gpu_compare(
                 original=original,
                 classes=req.classes,
                 seeds=req.seeds,
-                guidance_scale=req.guidance_scale,
-                num_steps=req.num_steps,
-                method=req.method,
-                schedule=req.schedule,
-                temperature=req.temperature,
+                **req.sampler_kwargs(),
             )
 
     return run_on_compute_thread(work).result()
@@ -309,13 +315,4 @@ def gpu_decode(source: str, key: str, latents: np.ndarray) -> np.ndarray:
 
 def _call_pipeline(pipe: DiMSUMPipeline, req: Request, **extra: Any) -> PipelineOutput:
     """`pipe` on a request's classes, seeds and sampler settings (call on the compute thread)."""
-    return pipe(
-        req.classes,
-        req.seeds,
-        guidance_scale=req.guidance_scale,
-        num_steps=req.num_steps,
-        method=req.method,
-        schedule=req.schedule,
-        temperature=req.temperature,
-        **extra,
-    )
+    return pipe(req.classes, req.seeds, **req.sampler_kwargs(), **extra)

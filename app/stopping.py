@@ -51,7 +51,8 @@ class StopRequests:
             return "none"
         with self._lock:
             self._stop_upto[session] = max(self._stop_upto.get(session, 0), number)
-            if self._running.get(session, number + 1) <= number:
+            running = self._running.get(session)
+            if running is not None and running <= number:
                 return "running"  # it ends at its next step and says so itself
             return "queued" if number > self._started.get(session, 0) else "none"
 

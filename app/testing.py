@@ -43,6 +43,20 @@ def make_checkpoint(
     return folder
 
 
+# Debian's Chromium (never a downloaded browser), as the browser tests and benchmarks drive it
+CHROMIUM = os.environ.get("DIMSUM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

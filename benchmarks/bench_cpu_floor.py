@@ -30,19 +30,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dimsum import build_model  # noqa: E402
+from dimsum.runtime import cpu_flags  # noqa: E402
 
 
-def cpu_flags() -> str:
-    try:
-        flags = next(
-            line
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        ).split()
-    except (OSError, StopIteration):
-        return "unknown"
+def cpu_isa() -> str:
+    flags = cpu_flags()
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return ",".join(isa) or "no avx2"
+    return ",".join(isa) or ("no avx2" if flags else "unknown")
 
 
 def linear_shapes(call) -> Counter:
@@ -115,7 +109,7 @@ def main() -> None:
 
     print(
         f"{preset}: {model.num_parameters() / 1e6:.1f}M parameters; guided evaluation of "
-        f"{a.images} image(s) = network batch {2 * a.images}; CPU {cpu_flags()}, "
+        f"{a.images} image(s) = network batch {2 * a.images}; CPU {cpu_isa()}, "
         f"{torch.get_num_threads()} threads; torch {torch.__version__}"
     )
     from torch.utils.flop_counter import FlopCounterMode

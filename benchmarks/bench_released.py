@@ -127,7 +127,7 @@ def guided_evaluations(pipe: DiMSUMPipeline, repeats: int) -> list[str]:
             y = torch.arange(images, device=dev) % cfg.num_classes
 
             def call(x=x, t=t, y=y) -> None:
-                with pipe._network_mode():
+                with pipe.network_mode():
                     pipe.model.guided_velocity(x, t, y, 4.0)
 
             # as in a sampling run: the weights' casts are made once (in the warm-up call)

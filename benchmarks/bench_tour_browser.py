@@ -15,7 +15,6 @@ Target: every interaction on a finished run answers within 150 ms.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -25,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_app import app_bench_args, default_checkpoint, start_app, wait_until_idle  # noqa: E402
 from playwright import sync_api  # noqa: E402
 
+from app.testing import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 TARGET_MS = 150.0
-CHROMIUM = os.environ.get("DIMSUM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 # Click `button`; resolve with [ms to the text containing `want`, ms to every visible view image
 # differing from before the click] (-1 where it did not happen within 30 s).
@@ -63,9 +63,7 @@ def main() -> None:
     draw_ms: list[float] = []
     try:
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-            )
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="domcontentloaded")
             page.wait_for_selector("#generate-btn", timeout=120_000)

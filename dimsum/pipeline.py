@@ -129,7 +129,7 @@ class DiMSUMPipeline:
 
     # ---- helpers --------------------------------------------------------------------------
     @contextmanager
-    def _network_mode(self) -> Iterator[None]:
+    def network_mode(self) -> Iterator[None]:
         """Grad mode and precision of one network evaluation.
 
         fp32: inference mode (no view or version tracking, ~3% faster on the CPU than no_grad).
@@ -278,7 +278,7 @@ class DiMSUMPipeline:
             # Its outputs only enter ordinary ops of the sampler, which return ordinary tensors.
             # Interventions gate on the time of the evaluation (all rows share one t).
             edit = apply_interventions(model, edits, float(t[0])) if edits else nullcontext()
-            with self._network_mode(), edit:
+            with self.network_mode(), edit:
                 v = model.guided_velocity(x, t, y, cfg) if guided else model(x, t, y)
             return v.float()
 

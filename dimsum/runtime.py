@@ -49,15 +49,20 @@ def keep_freed_memory() -> bool:
     return ok
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: macOS, Windows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return set()
+
+
 def cpu_native_half_types() -> set[str]:
     """The half-precision types ("bf16", "fp16") this CPU multiplies in hardware (AVX-512 BF16 /
     FP16 or AMX). For the others oneDNN emulates the matmuls: measured on this project's EPYC
     with the matmuls limited to AVX2 (`MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
     python benchmarks/bench_cpu_floor.py`), a bf16 DiM-L/2 evaluation took 9.1 s, fp32 2.7 s."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next((line for line in f if line.startswith("flags")), "").split())
-    except OSError:
-        return set()
+    flags = cpu_flags()
     native = {"bf16": {"avx512_bf16", "amx_bf16"}, "fp16": {"avx512_fp16", "amx_fp16"}}
     return {name for name, isa in native.items() if flags & isa}

@@ -12,29 +12,19 @@ does not start) is a failure (`tests/ci.py`).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from app.testing import CHROMIUM, CHROMIUM_ARGS
+
 from .ci import unavailable
 from .counting import count_forwards
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]
 
-CHROMIUM = os.environ.get("DIMSUM_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ASSET_SHOTS = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
 
 try:
@@ -56,7 +46,7 @@ def server():
 def browser():
     with sync_api.sync_playwright() as p:
         try:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         except Exception as err:  # noqa: BLE001 - a broken browser: skip locally, fail in CI
             unavailable(f"chromium does not start: {err}")
         yield b
